@@ -1,0 +1,143 @@
+"""The plugin manager: built-in plugins plus the ``benchharness`` entry-point group."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import pluggy
+
+from benchharness import api, hookspecs
+from benchharness.errors import BenchError
+
+ENTRY_POINT_GROUP = "benchharness"
+
+BUILTIN_MODULES = (
+    "benchharness_plugins.datasets",
+    "benchharness_plugins.transforms",
+    "benchharness_plugins.models",
+    "benchharness_plugins.optimizers",
+    "benchharness_plugins.compressors",
+)
+
+KINDS: dict[str, type[api.Plugin]] = {
+    "dataset": api.Dataset,
+    "transform": api.Transform,
+    "model": api.Model,
+    "optimizer": api.Optimizer,
+    "compressor": api.Compressor,
+}
+
+_HOOK_OF_KIND = {
+    "dataset": "register_datasets",
+    "transform": "register_transforms",
+    "model": "register_models",
+    "optimizer": "register_optimizers",
+    "compressor": "register_compressors",
+}
+
+
+@dataclass(frozen=True)
+class Registered:
+    cls: type[api.Plugin]
+    owner: str  # the pluggy plugin (module / distribution) that registered it
+
+    @property
+    def version(self) -> str:
+        return str(getattr(self.cls, "version", "0"))
+
+
+@dataclass
+class Registry:
+    """Every registered plugin class, by kind and name."""
+
+    by_kind: dict[str, dict[str, Registered]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+
+    def add(self, kind: str, cls: Any, owner: str) -> None:
+        base = KINDS[kind]
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise BenchError(
+                f"plugin {owner}: {_HOOK_OF_KIND[kind]} registered {cls!r}, "
+                f"which is not a subclass of benchharness.{base.__name__}"
+            )
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise BenchError(f"plugin {owner}: {cls.__qualname__} has no `name`")
+        existing = self.by_kind[kind].get(name)
+        if existing is not None:
+            raise BenchError(
+                f"{kind} '{name}' is registered twice: by {existing.owner} "
+                f"({existing.cls.__module__}.{existing.cls.__qualname__}) and by {owner} "
+                f"({cls.__module__}.{cls.__qualname__})"
+            )
+        self.by_kind[kind][name] = Registered(cls, owner)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.by_kind[kind])
+
+    def get(self, kind: str, name: str) -> Registered:
+        try:
+            return self.by_kind[kind][name]
+        except KeyError:
+            allowed = ", ".join(self.names(kind)) or "none registered"
+            raise BenchError(f"unknown {kind} '{name}' (known: {allowed})") from None
+
+    def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
+        """An instance of plugin ``name`` with ``options`` validated by its Options model."""
+        cls = self.get(kind, name).cls
+        return cls(cls.Options(**(options or {})))
+
+
+def plugin_manager(extra_plugins: Iterable[object] = ()) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    for module_name in BUILTIN_MODULES:
+        pm.register(importlib.import_module(module_name), name=module_name)
+    pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    for plugin in extra_plugins:
+        pm.register(plugin)
+    pm.check_pending()
+    return pm
+
+
+def build_registry(pm: pluggy.PluginManager) -> Registry:
+    registry = Registry()
+    for kind, hook_name in _HOOK_OF_KIND.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            owner = _owner_name(pm, impl.plugin, impl.plugin_name)
+
+            def register(cls: Any, _kind: str = kind, _owner: str = owner) -> None:
+                registry.add(_kind, cls, _owner)
+
+            impl.function(register=register)
+    return registry
+
+
+def _owner_name(pm: pluggy.PluginManager, plugin: object, plugin_name: str) -> str:
+    for p, dist in pm.list_plugin_distinfo():
+        if p is plugin:
+            return f"{dist.project_name} (entry point {plugin_name})"
+    return plugin_name
+
+
+@lru_cache(maxsize=1)
+def _default_registry() -> Registry:
+    return build_registry(plugin_manager())
+
+
+def get_registry(extra_plugins: Iterable[object] = ()) -> Registry:
+    """The registry of built-in and installed plugins, plus ``extra_plugins`` if given."""
+    extra = tuple(extra_plugins)
+    if not extra:
+        return _default_registry()
+    return build_registry(plugin_manager(extra))
+
+
+def plugin_versions(registry: Registry, used: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """``{"kind:name": version}`` for the plugins a job used (provenance)."""
+    return {f"{k}:{n}": registry.get(k, n).version for k, n in used}

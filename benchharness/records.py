@@ -1,0 +1,72 @@
+"""What one finished job produces: the record the executor hands to the store."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any, Literal
+
+Status = Literal["completed", "failed"]
+
+# Metrics with their own column in `runs` (anything else goes to the `extra` JSON column).
+METRIC_COLUMNS: dict[str, str] = {
+    "test_accuracy": "DOUBLE",  # fraction in [0, 1]
+    "test_loss": "DOUBLE",
+    "params": "BIGINT",  # number of parameters
+    "flops": "BIGINT",  # forward FLOPs per sample, torch's FlopCounterMode (dense)
+    "flops_effective": "BIGINT",  # after compression (pruned weights not counted...)
+    "size_bits": "BIGINT",  # model storage in bits
+    "compression_ratio": "DOUBLE",  # dense 32-bit bits / size_bits
+    "compression_realised": "BOOLEAN",  # saving exists in the exported model
+    "input_values": "BIGINT",  # numbers stored per input sample after the transform
+    "input_ratio": "DOUBLE",  # raw input values / input_values
+    "latency_b1_median_ms": "DOUBLE",
+    "latency_b1_p90_ms": "DOUBLE",
+    "latency_batch_median_ms": "DOUBLE",
+    "latency_batch_p90_ms": "DOUBLE",
+    "latency_batch_size": "INTEGER",
+    "train_seconds": "DOUBLE",
+}
+
+PROVENANCE_COLUMNS: dict[str, str] = {
+    "git_commit": "VARCHAR",
+    "package_version": "VARCHAR",
+    "plugin_versions": "JSON",
+    "torch_version": "VARCHAR",
+    "cuda_version": "VARCHAR",
+    "device": "VARCHAR",
+    "cpu": "VARCHAR",
+    "hostname": "VARCHAR",
+    "started_at": "TIMESTAMP",
+    "finished_at": "TIMESTAMP",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CurvePoint:
+    """One point of a per-step curve: e.g. phase "train", step = epoch, name "train_loss"."""
+
+    phase: str
+    step: int
+    name: str
+    value: float
+
+
+@dataclasses.dataclass
+class RunRecord:
+    job_id: str
+    config_id: str  # hash of the configuration without the seed: groups seeds
+    spec_name: str
+    spec_hash: str
+    quick: bool
+    seed: int
+    config: dict[str, Any]  # fully resolved configuration
+    axes: dict[str, Any]  # matrix axis values of this job, by dotted path (no seed)
+    status: Status
+    error: str | None = None
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)  # METRIC_COLUMNS keys
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # any other metric
+    curves: list[CurvePoint] = dataclasses.field(default_factory=list)
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)  # PROVENANCE_COLUMNS
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
