@@ -261,6 +261,15 @@ class TrainContext(ABC):
     def set_compressed(self, compressed: list[Compressed]) -> None:
         """Tell the harness the returned model is Δ(Θ) of these compressed parts."""
 
+    @abstractmethod
+    def train_reference(self, model: nn.Module, optimizer: Mapping[str, Any]) -> nn.Module:
+        """Train ``model`` with another optimizer plugin and return it: the reference.
+
+        ``optimizer`` is a spec table such as ``{"name": "sgd", "epochs": 30}``. The result
+        is cached by (dataset, data, transforms, model, seed, optimizer table), so every
+        job of a study that needs the same reference trains it once.
+        """
+
 
 class Optimizer(Plugin, ABC):
     """A training scheme: plain SGD, LC, a reparameterisation... ."""

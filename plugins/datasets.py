@@ -1,0 +1,1 @@
+"""Built-in datasets (filled in by the plugin work)."""

@@ -1,0 +1,1 @@
+"""Built-in models (filled in by the plugin work)."""

@@ -1,0 +1,1 @@
+"""Built-in optimizers (filled in by the plugin work)."""
