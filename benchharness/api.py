@@ -212,6 +212,11 @@ class Compressor(Plugin, ABC):
     def compress(self, weights: Mapping[str, Tensor]) -> Compressed:
         """Π: the best compressed form of ``weights`` (in the ℓ2 sense where defined)."""
 
+    def with_mu(self, mu: float) -> Compressor:
+        """This compressor for LC penalty μ (a copy when Π depends on μ, e.g. rank
+        selection); the LC scheme calls it before each C step. Default: ``self``."""
+        return self
+
 
 # ------------------------------------------------------------------------ training
 @dataclasses.dataclass(frozen=True)

@@ -21,6 +21,7 @@ BUILTIN_MODULES = (
     "benchharness_plugins.models",
     "benchharness_plugins.optimizers",
     "benchharness_plugins.compressors",
+    "benchharness_plugins.schemes",
 )
 
 KINDS: dict[str, type[api.Plugin]] = {

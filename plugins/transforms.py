@@ -1,1 +1,150 @@
-"""Built-in transforms (filled in by the plugin work)."""
+"""Built-in input transforms: identity and per-image 2-D DCT coefficient truncation."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Literal
+
+import torch
+from pydantic import Field, field_validator
+from torch import Tensor
+
+from benchharness import BenchError, Data, PluginOptions, Transform, hookimpl
+
+_CHUNK = 8192  # images per batched matmul; bounds the temporary memory
+
+
+def dct_matrix(n: int, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+    """The orthonormal DCT-II matrix ``D`` (``n × n``): ``D @ x`` is ``dct(x, norm="ortho")``.
+
+    ``D[k, i] = s_k · cos(π (2i + 1) k / 2n)`` with ``s_0 = √(1/n)``, ``s_k = √(2/n)``.
+    Built in float64, then cast, so float32 callers get correctly rounded entries.
+    """
+    k = torch.arange(n, dtype=torch.float64).unsqueeze(1)
+    i = torch.arange(n, dtype=torch.float64).unsqueeze(0)
+    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
+    d[0] /= math.sqrt(2.0)
+    return d.to(dtype=dtype, device=device)
+
+
+def dct2(x: Tensor) -> Tensor:
+    """Orthonormal 2-D DCT-II over the last two dimensions: ``D_H @ x @ D_Wᵀ``."""
+    h, w = x.shape[-2:]
+    return dct_matrix(h, x.dtype, x.device) @ x @ dct_matrix(w, x.dtype, x.device).T
+
+
+def idct2(c: Tensor) -> Tensor:
+    """Inverse of :func:`dct2`: ``D_Hᵀ @ c @ D_W``."""
+    h, w = c.shape[-2:]
+    return dct_matrix(h, c.dtype, c.device).T @ c @ dct_matrix(w, c.dtype, c.device)
+
+
+@lru_cache(maxsize=16)
+def _zigzag(h: int, w: int) -> tuple[int, ...]:
+    cells = [(r, c) for r in range(h) for c in range(w)]
+    # JPEG order: walk the anti-diagonals r + c = s; odd s top-right → bottom-left
+    # (row increasing), even s bottom-left → top-right (row decreasing).
+    cells.sort(key=lambda rc: (rc[0] + rc[1], rc[0] if (rc[0] + rc[1]) % 2 else -rc[0]))
+    return tuple(r * w + c for r, c in cells)
+
+
+def zigzag_order(h: int, w: int) -> Tensor:
+    """Row-major flat indices of an ``h × w`` grid in JPEG zig-zag order (DC first)."""
+    return torch.tensor(_zigzag(h, w), dtype=torch.int64)
+
+
+class Identity(Transform):
+    """No transform: the inputs as loaded (the uncompressed reference)."""
+
+    name = "none"
+    version = "1"
+
+    class Options(PluginOptions):
+        pass
+
+    def apply(self, data: Data) -> Data:
+        return data
+
+
+class DCT(Transform):
+    """Keep the k = ⌊ratio·H·W⌋ strongest (or lowest-frequency) 2-D DCT coefficients per image."""
+
+    name = "dct"
+    version = "1"
+
+    class Options(PluginOptions):
+        ratio: float = Field(
+            0.3,
+            description="fraction β of the H·W DCT coefficients kept per image and channel, "
+            "in (0, 1]; k = floor(β·H·W)",
+        )
+        selection: Literal["magnitude", "lowfreq"] = Field(
+            "magnitude",
+            description="which k coefficients survive: 'magnitude' = the k largest |c| of "
+            "each image; 'lowfreq' = the first k in JPEG zig-zag order (same for all images)",
+        )
+        output: Literal["reconstruction", "coefficients"] = Field(
+            "reconstruction",
+            description="'reconstruction' = inverse DCT of the kept coefficients (an image); "
+            "'coefficients' = the masked H×W coefficient array itself",
+        )
+
+        @field_validator("ratio")
+        @classmethod
+        def _ratio(cls, value: float) -> float:
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"must be in (0, 1], got {value}")
+            return value
+
+    def kept(self, height: int, width: int) -> int:
+        """k: the coefficients kept per image and channel."""
+        # The epsilon absorbs float error in products meant to be integers (0.5·784).
+        return math.floor(self.options.ratio * height * width + 1e-9)
+
+    def apply(self, data: Data) -> Data:
+        if data.train_x.ndim < 3:
+            raise BenchError(
+                f"dct: needs image inputs (N, C, H, W), got samples of shape {data.input_shape}"
+            )
+        h, w = data.input_shape[-2:]
+        k = self.kept(h, w)
+        if k < 1:
+            raise BenchError(
+                f"dct: ratio {self.options.ratio} keeps no coefficient of a {h}×{w} image"
+            )
+        channels = math.prod(data.input_shape[:-2])
+        return data.replace(
+            train_x=self._transform(data.train_x, k),
+            test_x=self._transform(data.test_x, k),
+            input_values=k * channels,
+        )
+
+    def _transform(self, x: Tensor, k: int) -> Tensor:
+        h, w = x.shape[-2:]
+        d_h = dct_matrix(h, x.dtype, x.device)
+        d_w = dct_matrix(w, x.dtype, x.device)
+        low_mask = None
+        if self.options.selection == "lowfreq":
+            low_mask = torch.zeros(h * w, dtype=x.dtype, device=x.device)
+            low_mask[zigzag_order(h, w)[:k].to(x.device)] = 1.0
+        out = torch.empty_like(x)
+        for chunk, dest in zip(x.split(_CHUNK), out.split(_CHUNK), strict=True):
+            coef = (d_h @ chunk @ d_w.T).reshape(-1, h * w)
+            if k < h * w:
+                if low_mask is not None:
+                    coef = coef * low_mask
+                else:
+                    idx = coef.abs().topk(k, dim=1, sorted=False).indices
+                    coef = torch.zeros_like(coef).scatter_(1, idx, coef.gather(1, idx))
+            coef = coef.reshape(chunk.shape)
+            if self.options.output == "reconstruction":
+                coef = d_h.T @ coef @ d_w
+            dest.copy_(coef)
+        return out
+
+
+@hookimpl
+def register_transforms(register):
+    register(Identity)
+    register(DCT)

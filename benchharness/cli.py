@@ -1,0 +1,166 @@
+"""`bench`: a thin typer layer over spec → matrix → executor → store → report.
+
+This is the only place errors become messages and exit codes: 0 fine, 1 some jobs
+failed, 2 bad input (spec, options, files), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from benchharness import settings
+from benchharness.errors import BenchError
+
+app = typer.Typer(
+    help="Declarative benchmark harness for neural-network efficiency research.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DbOption = Annotated[Path | None, typer.Option("--db", help="results database [default: $BENCH_DB or results/bench.duckdb]")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="override a spec value: KEY=VALUE (TOML value), repeatable")]
+QuickOption = Annotated[bool, typer.Option("--quick", help="smoke scale: the spec's [quick] overrides and one seed")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn BenchError into its one-line message and exit code; Ctrl-C into 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BenchError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted: every finished job is saved; run the same command to resume", 130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@handles_errors
+def run(
+    spec: Annotated[Path, typer.Argument(help="the study's TOML spec")],
+    set_: SetOption = None,
+    quick: QuickOption = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the expanded jobs and stop")] = False,
+    force: Annotated[bool, typer.Option("--force", help="rerun jobs already completed")] = False,
+    devices: Annotated[str, typer.Option("--devices", help="auto | cpu | cuda:0,cuda:1 (one worker each)")] = "auto",
+    db: DbOption = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="datasets [default: $BENCH_DATA_DIR or ~/.cache/benchharness/data]")] = None,
+) -> None:
+    """Run (or resume) a study: every job of the spec's matrix not yet in the database."""
+    from benchharness.executor import execute, parse_devices
+    from benchharness.matrix import describe_job, load_jobs
+    from benchharness.plugins import get_registry
+    from benchharness.progress import StudyProgress
+    from benchharness.store import Store
+
+    registry = get_registry()
+    parsed, jobs = load_jobs(spec, registry, overrides=set_ or (), quick=quick)
+    if dry_run:
+        for i, job in enumerate(jobs, 1):
+            typer.echo(f"{i:>4}/{len(jobs)} {describe_job(job)}")
+        return
+    device_list = parse_devices(devices)
+    db_path = settings.db_path(db)
+    store = Store(db_path)
+    store.save_claims(parsed.name, parsed.claims)
+    done = set() if force else store.completed_ids([job.id for job in jobs])
+    todo = [job for job in jobs if job.id not in done]
+    typer.echo(f"{parsed.name}: {len(jobs)} jobs, {len(done)} already completed, {len(todo)} to run "
+               f"on {', '.join(map(str, device_list))}; results in {db_path}", err=True)
+    if not todo:
+        return
+    records = execute(
+        todo, devices=device_list, save=store.save,
+        data_dir=data_dir or settings.data_dir(), cache_dir=settings.cache_dir(db_path),
+        registry=registry, progress=StudyProgress(len(todo), len(device_list)),
+    )
+    failed = [r for r in records if r.status != "completed"]
+    missing = len(todo) - len(records)
+    typer.echo(f"{len(records) - len(failed)} completed, {len(failed)} failed"
+               + (f", {missing} not run (workers died)" if missing else ""), err=True)
+    for record in failed:
+        typer.echo(f"  failed {record.job_id}: {(record.error or '').splitlines()[0]}", err=True)
+    if failed or missing:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handles_errors
+def validate(
+    spec: Annotated[Path, typer.Argument(help="the study's TOML spec")],
+    set_: SetOption = None,
+    quick: QuickOption = False,
+) -> None:
+    """Check a spec (every expanded job) without running anything."""
+    from benchharness.matrix import load_jobs
+    from benchharness.plugins import get_registry
+
+    parsed, jobs = load_jobs(spec, get_registry(), overrides=set_ or (), quick=quick)
+    configs = len({job.config_id for job in jobs})
+    typer.echo(f"{spec}: ok — {len(jobs)} jobs ({configs} configurations × seeds)")
+
+
+@app.command()
+@handles_errors
+def plugins(
+    kind: Annotated[str | None, typer.Option("--kind", help="only this kind (dataset, transform, model, optimizer, compressor)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+) -> None:
+    """List every plugin by kind, with its parameters, defaults and descriptions."""
+    from benchharness.plugin_listing import describe_plugins, render_plugins
+    from benchharness.plugins import KINDS, get_registry
+
+    if kind is not None and kind not in KINDS:
+        raise BenchError(f"--kind: unknown kind '{kind}' (known: {', '.join(KINDS)})")
+    if fmt not in ("table", "json"):
+        raise BenchError(f"--format: must be table or json, got '{fmt}'")
+    listing = describe_plugins(get_registry(), kind)
+    if fmt == "json":
+        typer.echo(json.dumps(listing, indent=2))
+    else:
+        render_plugins(listing, sys.stdout)
+
+
+@app.command()
+@handles_errors
+def report(
+    db: DbOption = None,
+    spec: Annotated[str | None, typer.Option("--spec", help="only this spec name")] = None,
+    pareto: Annotated[bool, typer.Option("--pareto", help="only the configurations on the Pareto front")] = False,
+    objectives: Annotated[str | None, typer.Option("--objectives", help="e.g. accuracy:max,flops:min")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json | markdown")] = "table",
+    sql: Annotated[str | None, typer.Option("--sql", help="run a read-only SQL query instead")] = None,
+) -> None:
+    """Results grouped by configuration over seeds (mean ± SE, n), Pareto front in SQL."""
+    from benchharness import report as reporting
+    from benchharness.store import Store
+
+    store = Store(settings.db_path(db))
+    if sql is not None:
+        typer.echo(reporting.run_sql(store, sql, fmt))
+        return
+    parsed = [o.strip() for o in objectives.split(",")] if objectives else None
+    table = reporting.summarize(store, spec=spec, objectives=parsed, pareto=pareto)
+    typer.echo(reporting.render(table, fmt))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,182 @@
+"""Runs jobs on the available devices: one worker per device pulling from a job queue.
+
+Only this (parent) process writes to the database: each finished job is saved in its
+own transaction the moment it arrives, so a crash or kill loses at most the jobs in
+flight. With one device the worker is the parent process itself (no process overhead,
+in-process plugins visible); with several, each device gets a spawned process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchharness.errors import BenchError
+from benchharness.matrix import Job
+from benchharness.plugins import Registry, get_registry
+from benchharness.progress import StudyProgress
+from benchharness.records import RunRecord
+from benchharness.runner import Progress, run_job
+
+Save = Callable[[RunRecord], Any]
+
+
+def parse_devices(spec: str) -> list[torch.device]:
+    """``auto`` (every GPU, else the CPU), ``cpu``, or a comma list such as ``cuda:0,cuda:1``.
+
+    Repeating ``cpu`` (``cpu,cpu``) runs that many CPU workers, splitting the cores.
+    """
+    spec = spec.strip()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        return [torch.device("cpu")]
+    devices = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        try:
+            device = torch.device(item)
+        except RuntimeError:
+            raise BenchError(f"--devices: '{item}' is not a device (use auto, cpu, cuda:0, ...)") from None
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise BenchError(f"--devices: '{item}' requested but CUDA is not available here")
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise BenchError(f"--devices: '{item}' does not exist ({torch.cuda.device_count()} GPUs)")
+        devices.append(device)
+    if not devices:
+        raise BenchError("--devices: no device given")
+    return devices
+
+
+@dataclass(frozen=True)
+class _Paths:
+    data_dir: Path
+    cache_dir: Path
+
+
+def _threads_per_cpu_worker(devices: list[torch.device]) -> int:
+    cpu_workers = sum(1 for d in devices if d.type == "cpu")
+    return max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
+
+
+def execute(
+    jobs: list[Job],
+    *,
+    devices: list[torch.device],
+    save: Save,
+    data_dir: Path,
+    cache_dir: Path,
+    registry: Registry | None = None,
+    progress: StudyProgress | None = None,
+) -> list[RunRecord]:
+    """Run ``jobs``, calling ``save(record)`` for each as soon as it finishes."""
+    progress = progress or StudyProgress(len(jobs), len(devices))
+    paths = _Paths(data_dir, cache_dir)
+    try:
+        if len(devices) == 1:
+            return _execute_inline(jobs, devices[0], save, paths, registry or get_registry(), progress)
+        return _execute_workers(jobs, devices, save, paths, progress)
+    finally:
+        progress.close()
+
+
+def _execute_inline(jobs: list[Job], device: torch.device, save: Save, paths: _Paths,
+                    registry: Registry, progress: StudyProgress) -> list[RunRecord]:
+    records = []
+    for job in jobs:
+        progress.job_started_event(job)
+        record = run_job(job, registry=registry, device=device, data_dir=paths.data_dir,
+                         cache_dir=paths.cache_dir, events=progress.event)
+        save(record)
+        progress.job_finished(record)
+        records.append(record)
+    return records
+
+
+def _worker(device: torch.device, threads: int, tasks: Any, results: Any, paths: _Paths) -> None:
+    """Worker process: run jobs from ``tasks`` on ``device``, send everything to ``results``."""
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    registry = get_registry()
+    while True:
+        job = tasks.get()
+        if job is None:
+            return
+        results.put(("start", job.id, os.getpid()))
+        record = run_job(job, registry=registry, device=device, data_dir=paths.data_dir,
+                         cache_dir=paths.cache_dir, events=lambda e: results.put(("event", e)))
+        results.put(("done", record))
+
+
+def _execute_workers(jobs: list[Job], devices: list[torch.device], save: Save, paths: _Paths,
+                     progress: StudyProgress) -> list[RunRecord]:
+    ctx = mp.get_context("spawn")
+    tasks, results = ctx.Queue(), ctx.Queue()
+    for job in jobs:
+        tasks.put(job)
+    for _ in devices:
+        tasks.put(None)
+    threads = _threads_per_cpu_worker(devices)
+    workers = [ctx.Process(target=_worker, args=(d, threads, tasks, results, paths), daemon=True)
+               for d in devices]
+    for w in workers:
+        w.start()
+    by_id = {job.id: job for job in jobs}
+    in_flight: dict[int, str] = {}  # worker pid -> job id
+    records: list[RunRecord] = []
+    try:
+        while len(records) < len(jobs):
+            try:
+                message = results.get(timeout=1.0)
+            except queue.Empty:
+                records += _reap_dead_workers(workers, in_flight, by_id, save, progress)
+                if all(not w.is_alive() for w in workers) and results.empty():
+                    break
+                continue
+            kind = message[0]
+            if kind == "start":
+                in_flight[message[2]] = message[1]
+                progress.job_started_event(by_id[message[1]])
+            elif kind == "event":
+                event: Progress = message[1]
+                progress.event(event)
+            elif kind == "done":
+                record: RunRecord = message[1]
+                in_flight = {pid: jid for pid, jid in in_flight.items() if jid != record.job_id}
+                save(record)
+                progress.job_finished(record)
+                records.append(record)
+    finally:
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+            w.join(timeout=5)
+    return records
+
+
+def _reap_dead_workers(workers: list[Any], in_flight: dict[int, str], by_id: dict[str, Job],
+                       save: Save, progress: StudyProgress) -> list[RunRecord]:
+    """A worker that died mid-job (segfault, OOM kill) fails that job; the rest go on."""
+    lost = []
+    for w in workers:
+        if w.is_alive() or w.pid not in in_flight:
+            continue
+        job = by_id[in_flight.pop(w.pid)]
+        now = datetime.now(UTC)
+        record = RunRecord(
+            job_id=job.id, config_id=job.config_id, spec_name=job.spec_name, spec_hash=job.spec_hash,
+            quick=job.quick, seed=job.seed, config=job.config, axes=job.axes, status="failed",
+            error=f"worker process died with exit code {w.exitcode}", started_at=now, finished_at=now,
+        )
+        save(record)
+        progress.job_finished(record)
+        lost.append(record)
+    return lost

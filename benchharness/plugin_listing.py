@@ -1,0 +1,64 @@
+"""`bench plugins`: every registered plugin with its parameters, from its Options model."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TextIO, get_args, get_origin
+
+from pydantic_core import PydanticUndefined
+from rich.console import Console
+from rich.table import Table
+
+from benchharness.plugins import KINDS, Registry
+
+
+def _default(field: Any) -> Any:
+    if field.default is not PydanticUndefined:
+        return field.default
+    if field.default_factory is not None:
+        return field.default_factory()
+    return None
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return " | ".join(repr(a) for a in get_args(annotation))
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def describe_plugins(registry: Registry, kind: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """``{kind: [{name, version, owner, summary, options: [{name, type, default, required, description}]}]}``."""
+    listing: dict[str, list[dict[str, Any]]] = {}
+    for k in [kind] if kind else list(KINDS):
+        entries = []
+        for name in registry.names(k):
+            reg = registry.get(k, name)
+            options = []
+            for field_name, field in reg.cls.Options.model_fields.items():
+                options.append({
+                    "name": field_name,
+                    "type": _type_name(field.annotation),
+                    "default": _default(field),
+                    "required": field.is_required(),
+                    "description": field.description or "",
+                })
+            entries.append({"name": name, "version": reg.version, "owner": reg.owner,
+                            "summary": reg.cls.summary(), "options": options})
+        listing[k] = entries
+    return listing
+
+
+def render_plugins(listing: dict[str, list[dict[str, Any]]], stream: TextIO) -> None:
+    console = Console(file=stream, width=max(Console(file=stream).width, 120))
+    for kind, entries in listing.items():
+        table = Table(title=f"{kind}s", title_justify="left", show_lines=True)
+        for column in ("name", "summary", "parameters (default) — description"):
+            table.add_column(column, overflow="fold")
+        for entry in entries:
+            params = "\n".join(
+                f"{o['name']}: {o['type']} = {'<required>' if o['required'] else repr(o['default'])} — {o['description']}"
+                for o in entry["options"]
+            )
+            table.add_row(f"{entry['name']}\nv{entry['version']}", f"{entry['summary']}\n[dim]{entry['owner']}[/dim]", params)
+        console.print(table)

@@ -1,0 +1,125 @@
+"""What a running study shows: job i/N, the current job's phase and epoch, ETAs.
+
+A live rich display on a terminal; one plain line per event elsewhere (CI logs, pipes).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import timedelta
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from benchharness.matrix import Job, describe_job
+from benchharness.records import RunRecord
+from benchharness.runner import Progress as JobEvent
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return str(timedelta(seconds=int(max(seconds, 0))))
+
+
+def _fmt_values(values: dict[str, float]) -> str:
+    parts = []
+    for name, value in values.items():
+        if "accuracy" in name:
+            parts.append(f"{name} {100 * value:.2f}%")
+        elif name == "lr":
+            parts.append(f"lr {value:.3g}")
+        else:
+            parts.append(f"{name} {value:.4g}")
+    return " ".join(parts)
+
+
+class StudyProgress:
+    """Tracks finished jobs and running phases to print progress with ETAs."""
+
+    def __init__(self, total: int, workers: int, *, live: bool | None = None, stream=None):
+        self.total = total
+        self.workers = max(workers, 1)
+        self.done = 0
+        self.failed = 0
+        self.started = time.monotonic()
+        self.job_started: dict[str, float] = {}
+        self.phase_started: dict[tuple[str, str], float] = {}
+        self.index: dict[str, int] = {}
+        self.jobs: dict[str, Job] = {}
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self._rich: Progress | None = None
+        self._tasks: dict[str, int] = {}
+        if self.live:
+            self._rich = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=Console(file=self.stream),
+            )
+            self._study_task = self._rich.add_task("jobs", total=total)
+            self._rich.start()
+
+    def _study_eta(self) -> float | None:
+        if self.done == 0:
+            return None
+        per_job = (time.monotonic() - self.started) / self.done
+        return per_job * (self.total - self.done) / self.workers
+
+    def _print(self, line: str) -> None:
+        if self._rich is not None:
+            self._rich.console.print(line)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def job_started_event(self, job: Job) -> None:
+        i = len(self.index) + 1
+        self.index[job.id] = i
+        self.jobs[job.id] = job
+        self.job_started[job.id] = time.monotonic()
+        self._print(f"[job {i}/{self.total}] start {describe_job(job)}")
+        if self._rich is not None:
+            self._tasks[job.id] = self._rich.add_task(f"  job {i}/{self.total}", total=None)
+
+    def event(self, event: JobEvent) -> None:
+        key = (event.job_id, event.phase)
+        now = time.monotonic()
+        start = self.phase_started.setdefault(key, now - 1e-9)
+        eta = None
+        if event.total:
+            eta = (now - start) / event.step * (event.total - event.step)
+        i = self.index.get(event.job_id, 0)
+        of = f"/{event.total}" if event.total else ""
+        if self._rich is not None and event.job_id in self._tasks:
+            self._rich.update(
+                self._tasks[event.job_id], completed=event.step, total=event.total,
+                description=f"  job {i}/{self.total} {event.phase} {event.step}{of}",
+            )
+        self._print(
+            f"[job {i}/{self.total}] {event.phase} {event.step}{of} {_fmt_values(event.values)}"
+            f" | job ETA {_fmt_eta(eta)} | study ETA {_fmt_eta(self._study_eta())}"
+        )
+
+    def job_finished(self, record: RunRecord) -> None:
+        self.done += 1
+        i = self.index.get(record.job_id, self.done)
+        took = time.monotonic() - self.job_started.get(record.job_id, time.monotonic())
+        if record.status == "completed":
+            acc = record.metrics.get("test_accuracy")
+            result = f"test accuracy {100 * acc:.2f}%" if acc is not None else "completed"
+        else:
+            self.failed += 1
+            result = f"FAILED: {(record.error or '').splitlines()[0] if record.error else ''}"
+        if self._rich is not None:
+            task = self._tasks.pop(record.job_id, None)
+            if task is not None:
+                self._rich.remove_task(task)
+            self._rich.update(self._study_task, completed=self.done)
+        self._print(
+            f"[job {i}/{self.total}] done in {took:.1f}s: {result}"
+            f" | {self.done}/{self.total} finished, study ETA {_fmt_eta(self._study_eta())}"
+        )
+
+    def close(self) -> None:
+        if self._rich is not None:
+            self._rich.stop()

@@ -1,0 +1,530 @@
+"""Loading a spec: a TOML file (plus ``--set`` overrides and ``--quick``) → :class:`Spec`.
+
+A spec names one plugin per pipeline stage (``[dataset]``, ``[transform]``, ``[model]``,
+``[optimizer]``, ``[compressor]``), the harness's own ``[data]`` and ``[measure]``
+sections, a ``[matrix]`` of axes to sweep, ``[quick]`` overrides and ``[[claims]]``.
+This module reads and checks the file's structure; :mod:`benchharness.matrix` expands the
+matrix into jobs and validates every job against the plugins' ``Options``.
+
+Problems are collected in a :class:`Problems` and raised together as one
+:class:`~benchharness.errors.BenchError`, one line per problem::
+
+    specs/x.toml: transform.ratio — must be in (0, 1], got 1.5
+
+Key paths are dotted; an integer segment indexes an array (``transform.0.ratio``) and a
+segment may be quoted (``matrix."model.width"``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+)
+
+from benchharness.errors import BenchError
+
+__all__ = [
+    "CONFIG_SECTIONS",
+    "HARNESS_SECTIONS",
+    "Claim",
+    "DataOptions",
+    "MeasureOptions",
+    "PathError",
+    "Problems",
+    "Spec",
+    "get_path",
+    "has_path",
+    "join_path",
+    "load_spec",
+    "parse_override",
+    "read_spec",
+    "render",
+    "set_path",
+    "split_path",
+    "unknown_key",
+    "validate",
+]
+
+# Sections of a job's configuration, in the order of the pipeline.
+CONFIG_SECTIONS = ("dataset", "data", "transform", "model", "optimizer", "compressor", "measure")
+# Sections that configure the spec itself rather than a job.
+SPEC_SECTIONS = ("name", "description", "matrix", "quick", "claims")
+MATRIX_KEYWORDS = ("seeds", "include", "exclude")
+
+
+# ------------------------------------------------------------------ harness sections
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataOptions(_Section):
+    """``[data]``: which part of the dataset a job uses."""
+
+    train_subset: PositiveInt | None = Field(
+        None, description="train on this many samples (a seeded random subset); all if absent"
+    )
+    test_subset: PositiveInt | None = Field(
+        None, description="evaluate on this many test samples; all if absent"
+    )
+    subset_seed: NonNegativeInt = Field(0, description="seed of the subset draws")
+
+
+class MeasureOptions(_Section):
+    """``[measure]``: what is measured after training."""
+
+    latency: bool = Field(True, description="measure inference latency")
+    latency_repeats: PositiveInt = Field(30, description="timed repetitions per latency")
+    latency_warmup: NonNegativeInt = Field(5, description="untimed repetitions first")
+    flops: bool = Field(True, description="count forward FLOPs")
+    activation_stats: bool = Field(True, description="record activation statistics")
+    eval_batch_size: PositiveInt = Field(1000, description="batch size of evaluation")
+
+
+HARNESS_SECTIONS: dict[str, type[BaseModel]] = {"data": DataOptions, "measure": MeasureOptions}
+
+
+class Claim(_Section):
+    """A published number to compare against: ``[[claims]]``."""
+
+    match: dict[str, Any] = Field(
+        default_factory=dict, description="key path → value: the jobs the claim is about"
+    )
+    metric: str = Field(description="a result metric, e.g. test_accuracy")
+    value: float = Field(description="the published value")
+    se: NonNegativeFloat | None = Field(None, description="its standard error, if known")
+    source: str | None = Field(None, description="where it was published")
+
+
+# -------------------------------------------------------------------------- problems
+class Problems:
+    """The problems found in one spec file, each formatted ``file: key — message``."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.lines: list[str] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def add(self, key: str, message: str) -> None:
+        line = f"{self.source}: {key} — {message}"
+        if line not in self.lines:
+            self.lines.append(line)
+
+    def add_validation_error(
+        self, key: str, error: ValidationError, data: Any, *, fields: Iterable[str], what: str
+    ) -> None:
+        """One line per pydantic error of validating ``data``, the table at ``key``.
+
+        ``fields`` are the model's field names, listed when a key is unknown.
+        """
+        for err in error.errors():
+            loc = _existing_loc(data, err["loc"])
+            path = ".".join(p for p in (key, join_path(loc)) if p)
+            if err["type"] == "extra_forbidden":
+                known = fields if len(err["loc"]) == 1 else ()
+                self.add(path, unknown_key(str(err["loc"][-1]), known, f"option for {what}"))
+            else:
+                self.add(path, _message(err))
+
+    def extend(self, other: Problems) -> None:
+        for line in other.lines:
+            if line not in self.lines:
+                self.lines.append(line)
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            raise BenchError("\n".join(self.lines))
+
+
+def validate(
+    problems: Problems, key: str, model: type[BaseModel], data: Any, *, what: str
+) -> BaseModel | None:
+    """``model`` validated from ``data`` (the table at ``key``), or None after reporting why."""
+    if not isinstance(data, dict):
+        problems.add(key, f"must be a table, got {render(data)}")
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problems.add_validation_error(key, error, data, fields=model.model_fields, what=what)
+        return None
+
+
+def _existing_loc(data: Any, loc: Sequence[str | int]) -> list[str | int]:
+    """The prefix of a pydantic ``loc`` that exists in ``data`` (drops union-member tags)."""
+    out: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif i == len(loc) - 1 and isinstance(node, dict):
+            out.append(part)  # a missing or unknown key: name it
+            break
+        else:
+            break
+        out.append(part)
+    return out
+
+
+def _message(err: Any) -> str:
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    if msg[:1].isupper() and not msg[1:2].isupper():
+        msg = msg[0].lower() + msg[1:]
+    value = err.get("input")
+    if err["type"] != "missing" and _is_scalar(value) and "got " not in msg:
+        msg = f"{msg}, got {render(value)}"
+    return msg
+
+
+def unknown_key(name: str, known: Iterable[str], what: str) -> str:
+    """``unknown <what> (did you mean 'x'?); known: a, b`` for a misspelt key."""
+    known = sorted(known)
+    msg = f"unknown {what}"
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        msg += f" (did you mean '{close[0]}'?)"
+    if known:
+        msg += f"; known: {', '.join(known)}"
+    return msg
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is not None and not isinstance(value, dict | list | tuple)
+
+
+def render(value: Any) -> str:
+    """A value as it would be written in TOML (near enough), for messages."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(", ", " = "))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+# ------------------------------------------------------------------------ key paths
+class PathError(ValueError):
+    """A key path that cannot be parsed, read or written; the message says why."""
+
+
+_SEGMENT = re.compile(r"""\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*(\.|$)""")
+
+
+def split_path(key: str) -> list[str]:
+    """``'transform.0.ratio'`` → ``['transform', '0', 'ratio']``; segments may be quoted."""
+    parts: list[str] = []
+    pos = 0
+    while pos < len(key):
+        m = _SEGMENT.match(key, pos)
+        if not m:
+            raise PathError(f"not a valid key path: {key!r}")
+        parts.append(next(g for g in m.groups()[:3] if g is not None))
+        pos = m.end()
+        if m.group(4) == "" and pos < len(key):
+            raise PathError(f"not a valid key path: {key!r}")
+        if m.group(4) == "." and pos == len(key):
+            raise PathError(f"not a valid key path: {key!r}")
+    if not parts:
+        raise PathError("empty key path")
+    return parts
+
+
+def join_path(parts: Iterable[str | int]) -> str:
+    """The inverse of :func:`split_path`, quoting segments that need it."""
+    out = []
+    for part in parts:
+        text = str(part)
+        out.append(text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else json.dumps(text))
+    return ".".join(out)
+
+
+def _step(node: Any, part: str, where: list[str]) -> tuple[Any, Any]:
+    """(container, key) for one segment, raising PathError if ``node`` cannot hold it."""
+    here = join_path(where) or "the spec"
+    if isinstance(node, dict):
+        return node, part
+    if isinstance(node, list):
+        if not part.isdigit():
+            raise PathError(f"{here} is an array: index it, e.g. {join_path([*where, 0, part])}")
+        index = int(part)
+        if index >= len(node):
+            raise PathError(f"{here} has {len(node)} element(s), no index {index}")
+        return node, index
+    raise PathError(f"{here} is {render(node)}, not a table")
+
+
+def get_path(doc: Any, parts: Sequence[str]) -> Any:
+    """The value at ``parts`` in ``doc``; PathError if there is none."""
+    node = doc
+    for i, part in enumerate(parts):
+        container, key = _step(node, part, list(parts[:i]))
+        if isinstance(container, dict) and key not in container:
+            raise PathError(_no_key(parts[:i], key))
+        node = container[key]
+    return node
+
+
+def set_path(doc: dict[str, Any], parts: Sequence[str], value: Any) -> None:
+    """Set ``parts`` in ``doc`` to ``value``, creating missing tables on the way.
+
+    A table or array value replaces the whole subtree.
+    """
+    node: Any = doc
+    for i, part in enumerate(parts):
+        container, key = _step(node, part, list(parts[:i]))
+        if i == len(parts) - 1:
+            container[key] = value
+        else:
+            if isinstance(container, dict) and key not in container:
+                if key.isdigit():
+                    raise PathError(_no_key(parts[:i], key))
+                container[key] = {}
+            node = container[key]
+
+
+def _no_key(where: Sequence[str], key: str) -> str:
+    here = join_path(where) or "the spec"
+    if key.isdigit():
+        return f"{here} is a table, not an array: no index {key}"
+    return f"{here} has no key '{key}'"
+
+
+def has_path(doc: Any, parts: Sequence[str]) -> bool:
+    try:
+        get_path(doc, parts)
+    except PathError:
+        return False
+    return True
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'model.width=2'`` → ``(['model', 'width'], 2)``.
+
+    The value is read as a TOML value (``2``, ``0.5``, ``[0, 1]``, ``"x"``, ``{name = "a"}``)
+    and otherwise taken as a plain string (``dataset.name=digits``).
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise PathError("expected key=value")
+    raw = raw.strip()
+    value: Any = raw
+    if "\n" not in raw:
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            pass
+    return split_path(key.strip()), value
+
+
+# ----------------------------------------------------------------------------- spec
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A loaded spec: the document after ``--set`` and ``--quick``, and its matrix."""
+
+    name: str
+    path: Path
+    source: str  # the path as the caller gave it: how messages name the file
+    hash: str  # sha256 of the file bytes (+ overrides and the quick flag, if any)
+    description: str
+    document: dict[str, Any]
+    axes: dict[str, list[Any]]  # dotted path → values, in spec order
+    include: list[dict[str, Any]]
+    exclude: list[dict[str, Any]]
+    seeds: list[int]
+    claims: list[dict[str, Any]]
+    overrides: tuple[str, ...] = ()
+    quick: bool = False
+
+    @property
+    def base(self) -> dict[str, Any]:
+        """A copy of the job sections of the document (everything but matrix, claims...)."""
+        return {k: copy.deepcopy(v) for k, v in self.document.items() if k not in SPEC_SECTIONS}
+
+
+def load_spec(path: str | Path, *, overrides: Sequence[str] = (), quick: bool = False) -> Spec:
+    """Read and check the spec at ``path``; raise :class:`BenchError` listing every problem.
+
+    ``quick`` applies the ``[quick]`` overrides and keeps only the first seed; then
+    ``overrides`` (``key=value`` strings from ``--set``) apply, so they win over both.
+    Plugin options are checked when the matrix is expanded (:func:`matrix.load_jobs`).
+    """
+    spec, problems = read_spec(path, overrides=overrides, quick=quick)
+    problems.raise_if_any()
+    return spec
+
+
+def read_spec(
+    path: str | Path, *, overrides: Sequence[str] = (), quick: bool = False
+) -> tuple[Spec, Problems]:
+    """Like :func:`load_spec` but returns the problems instead of raising them.
+
+    Only a missing or unparsable file raises, since there is no spec to return.
+    """
+    source = str(path)
+    problems = Problems(source)
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise BenchError(f"{source}: no such file") from None
+    except OSError as error:
+        raise BenchError(f"{source}: cannot read: {error.strerror or error}") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise BenchError(f"{source}: not UTF-8 text ({error.reason})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise BenchError(f"{source}: TOML syntax error: {error}") from None
+
+    quick_table = doc.get("quick", {})
+    if not isinstance(quick_table, dict):
+        problems.add("quick", f"must be a table of key path = value, got {render(quick_table)}")
+    elif quick:
+        for key, value in quick_table.items():
+            try:
+                set_path(doc, split_path(key), copy.deepcopy(value))
+            except PathError as error:
+                problems.add(f"quick.{join_path([key])}", str(error))
+
+    # --set comes last so that it wins over [quick] too.
+    for text in overrides:
+        try:
+            parts, value = parse_override(text)
+            set_path(doc, parts, value)
+        except PathError as error:
+            problems.add(f"--set {text}", str(error))
+
+    name = doc.get("name", file.stem)
+    if not isinstance(name, str) or not name:
+        problems.add("name", f"must be a non-empty string, got {render(name)}")
+        name = file.stem
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        problems.add("description", f"must be a string, got {render(description)}")
+        description = ""
+
+    axes, include, exclude, seeds = _read_matrix(doc.get("matrix", {}), problems)
+    if quick:
+        seeds = seeds[:1]
+
+    return (
+        Spec(
+            name=name,
+            path=file,
+            source=source,
+            hash=_spec_hash(raw, overrides, quick),
+            description=description,
+            document=doc,
+            axes=axes,
+            include=include,
+            exclude=exclude,
+            seeds=seeds,
+            claims=_read_claims(doc.get("claims", []), problems),
+            overrides=tuple(overrides),
+            quick=quick,
+        ),
+        problems,
+    )
+
+
+def _spec_hash(raw: bytes, overrides: Sequence[str], quick: bool) -> str:
+    digest = hashlib.sha256(raw)
+    if overrides or quick:
+        extra = {"overrides": list(overrides), "quick": quick}
+        digest.update(b"\0" + json.dumps(extra, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _read_matrix(
+    matrix: Any, problems: Problems
+) -> tuple[dict[str, list[Any]], list[dict[str, Any]], list[dict[str, Any]], list[int]]:
+    axes: dict[str, list[Any]] = {}
+    if not isinstance(matrix, dict):
+        problems.add("matrix", f"must be a table, got {render(matrix)}")
+        return axes, [], [], [0]
+
+    seeds = matrix.get("seeds", [0])
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        problems.add("matrix.seeds", f"must be a non-empty array of integers, got {render(seeds)}")
+        seeds = [0]
+
+    tables = {}
+    for keyword in ("include", "exclude"):
+        entries = matrix.get(keyword, [])
+        if not isinstance(entries, list):
+            problems.add(f"matrix.{keyword}", f"must be an array of tables, got {render(entries)}")
+            entries = []
+        good = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not entry:
+                problems.add(
+                    f"matrix.{keyword}.{i}",
+                    f"must be a table of key path = value, got {render(entry)}",
+                )
+            else:
+                good.append(entry)
+        tables[keyword] = good
+
+    # `model.width = [...]` written unquoted is a nested table: flatten it to its path
+    def collect(table: dict[str, Any], prefix: list[str]) -> None:
+        for key, values in table.items():
+            if not prefix and key in MATRIX_KEYWORDS:
+                continue
+            try:
+                parts = [*prefix, *split_path(key)]
+            except PathError as error:
+                problems.add(f"matrix.{join_path([key])}", str(error))
+                continue
+            if isinstance(values, dict):
+                collect(values, parts)
+                continue
+            path = ".".join(parts)
+            label = f"matrix.{join_path([path])}"
+            if not isinstance(values, list):
+                problems.add(label, f"must be an array of values, got {render(values)}")
+            elif not values:
+                problems.add(label, "must be a non-empty array of values")
+            else:
+                axes[path] = values
+
+    collect(matrix, [])
+    return axes, tables["include"], tables["exclude"], seeds
+
+
+def _read_claims(claims: Any, problems: Problems) -> list[dict[str, Any]]:
+    if isinstance(claims, dict):
+        claims = [claims]
+    if not isinstance(claims, list):
+        problems.add("claims", f"must be an array of tables ([[claims]]), got {render(claims)}")
+        return []
+    out = []
+    for i, claim in enumerate(claims):
+        valid = validate(problems, f"claims.{i}", Claim, claim, what="a claim")
+        if valid is not None:
+            out.append(valid.model_dump(mode="json"))
+    return out
