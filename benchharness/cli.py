@@ -148,6 +148,7 @@ def report(
     objectives: Annotated[str | None, typer.Option("--objectives", help="e.g. accuracy:max,flops:min")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json | markdown")] = "table",
     sql: Annotated[str | None, typer.Option("--sql", help="run a read-only SQL query instead")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="table/markdown: every metric, not just the main ones")] = False,
 ) -> None:
     """Results grouped by configuration over seeds (mean ± SE, n), Pareto front in SQL."""
     from benchharness import report as reporting
@@ -159,7 +160,7 @@ def report(
         return
     parsed = [o.strip() for o in objectives.split(",")] if objectives else None
     table = reporting.summarize(store, spec=spec, objectives=parsed, pareto=pareto)
-    typer.echo(reporting.render(table, fmt))
+    typer.echo(reporting.render(table, fmt, wide=wide))
 
 
 def main() -> None:  # pragma: no cover - console entry point

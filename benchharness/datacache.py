@@ -66,9 +66,15 @@ def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int) -> tuple
     return x[idx], y[idx]
 
 
-def load(config: dict[str, Any], registry: Registry, data_dir: Path) -> tuple[Data, Data]:
-    """(raw, transformed): the job's data after its `data` section (subsets), before and
-    after its transforms, on the CPU."""
+def prepare(configs: list[dict[str, Any]], registry: Registry, data_dir: Path) -> None:
+    """Load (and download, if missing) every dataset the configs use, once, up front:
+    a missing dataset is one error for the study, not one failure per job."""
+    for config in configs:
+        load_dataset(config, registry, data_dir)
+
+
+def load_dataset(config: dict[str, Any], registry: Registry, data_dir: Path) -> Data:
+    """The job's dataset after its `data` section (subsets), before any transform."""
     data_section = config.get("data") or {}
     base_key = _key(config["dataset"], data_section)
     data = _lookup(base_key)
@@ -79,7 +85,14 @@ def load(config: dict[str, Any], registry: Registry, data_dir: Path) -> tuple[Da
         train_x, train_y = _subset(data.train_x, data.train_y, data_section.get("train_subset"), seed)
         test_x, test_y = _subset(data.test_x, data.test_y, data_section.get("test_subset"), seed)
         data = _remember(base_key, data.replace(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y))
+    return data
 
+
+def load(config: dict[str, Any], registry: Registry, data_dir: Path) -> tuple[Data, Data]:
+    """(raw, transformed): the job's data after its `data` section (subsets), before and
+    after its transforms, on the CPU."""
+    data_section = config.get("data") or {}
+    data = load_dataset(config, registry, data_dir)
     transforms = as_list(config.get("transform"))
     if not transforms:
         return data, data

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from benchharness import datacache
 from benchharness.errors import BenchError
 from benchharness.matrix import Job
 from benchharness.plugins import Registry, get_registry
@@ -77,12 +78,19 @@ def execute(
     registry: Registry | None = None,
     progress: StudyProgress | None = None,
 ) -> list[RunRecord]:
-    """Run ``jobs``, calling ``save(record)`` for each as soon as it finishes."""
+    """Run ``jobs``, calling ``save(record)`` for each as soon as it finishes.
+
+    Every dataset is loaded (downloaded if missing) once before any job starts, so a
+    missing dataset raises one :class:`BenchError` instead of failing every job.
+    """
+    registry = registry or get_registry()
+    unique_datasets = {(repr(j.config["dataset"]), repr(j.config.get("data"))): j.config for j in jobs}
+    datacache.prepare(list(unique_datasets.values()), registry, data_dir)
     progress = progress or StudyProgress(len(jobs), len(devices))
     paths = _Paths(data_dir, cache_dir)
     try:
         if len(devices) == 1:
-            return _execute_inline(jobs, devices[0], save, paths, registry or get_registry(), progress)
+            return _execute_inline(jobs, devices[0], save, paths, registry, progress)
         return _execute_workers(jobs, devices, save, paths, progress)
     finally:
         progress.close()

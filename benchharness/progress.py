@@ -46,6 +46,7 @@ class StudyProgress:
         self.started = time.monotonic()
         self.job_started: dict[str, float] = {}
         self.phase_started: dict[tuple[str, str], float] = {}
+        self.last_event: dict[str, float] = {}
         self.index: dict[str, int] = {}
         self.jobs: dict[str, Job] = {}
         self.stream = stream or sys.stderr
@@ -84,9 +85,12 @@ class StudyProgress:
     def event(self, event: JobEvent) -> None:
         key = (event.job_id, event.phase)
         now = time.monotonic()
-        start = self.phase_started.setdefault(key, now - 1e-9)
+        # A phase starts when the job's previous event (or the job itself) ended.
+        start = self.phase_started.setdefault(
+            key, self.last_event.get(event.job_id, self.job_started.get(event.job_id, now)))
+        self.last_event[event.job_id] = now
         eta = None
-        if event.total:
+        if event.total and event.step > 0:
             eta = (now - start) / event.step * (event.total - event.step)
         i = self.index.get(event.job_id, 0)
         of = f"/{event.total}" if event.total else ""

@@ -363,13 +363,21 @@ def _sql_str(text: str) -> str:
 # ------------------------------------------------------------------- render
 
 
-def render(df: pd.DataFrame, fmt: str = "table") -> str:
+# Metrics a table shows by default (besides objectives and claimed ones); `wide` shows all.
+TABLE_METRICS = (
+    "test_accuracy", "flops", "flops_effective", "params", "size_bits", "compression_ratio",
+    "input_ratio", "latency_b1_median_ms", "train_seconds",
+)
+
+
+def render(df: pd.DataFrame, fmt: str = "table", *, wide: bool = False) -> str:
     """A summary (or any query result) as ``table``, ``csv``, ``json`` or ``markdown``
     (without a final newline: the caller prints it).
 
     csv and json carry every column with full-precision numbers (json: a list of
     objects, null for missing); table and markdown show axis values, ``n``, each metric
-    as "mean ± se" in readable units with claims beside it, and ``*`` on the front.
+    as "mean ± se" in readable units with claims beside it, and ``*`` on the front —
+    the metrics of :data:`TABLE_METRICS` plus the objectives, or every metric if ``wide``.
     """
     if fmt not in FORMATS:
         raise BenchError(f"unknown report format {fmt!r}; allowed: {', '.join(FORMATS)}")
@@ -381,7 +389,7 @@ def render(df: pd.DataFrame, fmt: str = "table") -> str:
             for row in df.itertuples(index=False, name=None)
         ]
         return json.dumps(records, indent=2, allow_nan=False, ensure_ascii=False)
-    headers, rows, numeric = _display(df)
+    headers, rows, numeric = _display(df, wide=wide)
     if fmt == "markdown":
         from tabulate import tabulate
 
@@ -443,7 +451,7 @@ def _unit(metric: str, values: pd.Series) -> _Unit:
     return _Unit(pretty)
 
 
-def _display(df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
+def _display(df: pd.DataFrame, *, wide: bool = False) -> tuple[list[str], list[list[str]], list[bool]]:
     """Headers, text cells and right-alignment flags for table and markdown."""
     means = [c[: -len("_mean")] for c in df.columns if c.endswith("_mean")]
     metrics = [m for m in means if not m.startswith("claimed_")]
@@ -481,6 +489,11 @@ def _display(df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
         claimed = df.get(f"claimed_{m}")
         if claimed is None and m not in directions and (measured is None or measured.isna().all()):
             continue
+        if not wide and m not in TABLE_METRICS and m not in directions and claimed is None:
+            continue
+        if (not wide and m == "flops_effective" and m not in directions and measured is not None
+                and measured.equals(df.get("flops_mean"))):
+            continue  # nothing compressed: identical to the dense FLOPs column
         present = [s for s in (measured, claimed) if s is not None]
         unit = _unit(m, pd.concat(present))
         if measured is not None:

@@ -194,7 +194,8 @@ def _run(job: Job, record: RunRecord, registry: Registry, device: torch.device,
     seed_everything(job.seed)
     model = _create(registry, "model", config["model"]).build(data.input_shape, data.num_classes)
     model = model.to(device)
-    flops, per_module = metrics.layer_flops(model, data.input_shape, device)
+    count_flops = bool(measure.get("flops", True))
+    flops, per_module = metrics.layer_flops(model, data.input_shape, device) if count_flops else (None, {})
 
     compressors = [_create(registry, "compressor", c) for c in datacache.as_list(config.get("compressor"))]
     optimizer = _create(registry, "optimizer", config["optimizer"])
@@ -217,7 +218,7 @@ def _run(job: Job, record: RunRecord, registry: Registry, device: torch.device,
         test_loss=final.loss,
         params=metrics.count_params(model),
         flops=flops,
-        flops_effective=metrics.effective_flops(flops, per_module, compressed),
+        flops_effective=metrics.effective_flops(flops, per_module, compressed) if flops is not None else None,
         size_bits=bits,
         compression_ratio=dense_bits / bits if bits else None,
         compression_realised=all(part.realised for part in compressed) if compressed else None,
