@@ -228,7 +228,8 @@ class Evaluation:
 class TrainContext(ABC):
     """What a training scheme gets from the harness besides the model.
 
-    ``data`` is already on ``device``; ``generator`` is seeded from the job's seed (and
+    ``data`` is on ``device`` when it fits there (else in CPU memory; ``batches`` moves
+    each batch to ``device``); ``generator`` is seeded from the job's seed (and
     so are torch's global RNGs before the model is built). ``compressors`` are the
     spec's compressors: a scheme that uses them itself (LC, iDC...) reports the result
     with :meth:`set_compressed`, and the harness then does not compress again.
@@ -243,13 +244,15 @@ class TrainContext(ABC):
     def batches(self, batch_size: int, *, shuffle: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
         """One pass over the training set in minibatches, indexed on the device."""
         n = self.data.train_x.shape[0]
+        held_on = self.data.train_x.device  # the job's device, unless the data did not fit
         if shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.device)
+            order = torch.randperm(n, generator=self.generator).to(held_on)
         else:
-            order = torch.arange(n, device=self.device)
+            order = torch.arange(n, device=held_on)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            yield self.data.train_x[idx], self.data.train_y[idx]
+            x, y = self.data.train_x[idx], self.data.train_y[idx]
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     @abstractmethod
     def evaluate(self, model: nn.Module) -> Evaluation:

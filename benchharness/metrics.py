@@ -21,15 +21,18 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Evaluation:
-    """Mean cross-entropy and accuracy over (x, y); the model's train/eval mode is restored."""
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int,
+             device: torch.device | None = None) -> Evaluation:
+    """Mean cross-entropy and accuracy over (x, y), batch by batch on ``device`` (default:
+    where ``x`` is); the model's train/eval mode is restored."""
+    device = device or x.device
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
-    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
     for start in range(0, x.shape[0], batch_size):
-        logits = model(x[start : start + batch_size])
-        target = y[start : start + batch_size]
+        logits = model(x[start : start + batch_size].to(device, non_blocking=True))
+        target = y[start : start + batch_size].to(device, non_blocking=True)
         loss_sum += F.cross_entropy(logits, target, reduction="sum").double()
         correct += (logits.argmax(dim=1) == target).sum()
     model.train(was_training)

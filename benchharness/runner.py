@@ -78,7 +78,8 @@ class JobContext(TrainContext):
         self.compressed: list[Compressed] | None = None
 
     def evaluate(self, model: nn.Module) -> Evaluation:
-        return metrics.evaluate(model, self.data.test_x, self.data.test_y, self.eval_batch_size)
+        return metrics.evaluate(model, self.data.test_x, self.data.test_y, self.eval_batch_size,
+                                self.device)
 
     def log(self, step: int, total: int | None = None, *, phase: str = "train", **values: float) -> None:
         phase = self.phase_prefix + phase
@@ -117,6 +118,17 @@ class JobContext(TrainContext):
         torch.save(trained.state_dict(), tmp)
         os.replace(tmp, path)  # atomic: a concurrent reader sees all or nothing
         return trained
+
+
+def place(data: Data, device: torch.device) -> Data:
+    """The data on ``device`` if it fits comfortably (half the free memory), else on the CPU."""
+    if device.type == "cuda":
+        tensors = (data.train_x, data.train_y, data.test_x, data.test_y)
+        needed = sum(t.numel() * t.element_size() for t in tensors)
+        free, _total = torch.cuda.mem_get_info(device)
+        if needed > free // 2:
+            return data
+    return data.to(device)
 
 
 def _hash(value: Any) -> str:
@@ -189,7 +201,7 @@ def _run(job: Job, record: RunRecord, registry: Registry, device: torch.device,
     config = job.config
     measure = config.get("measure") or {}
     raw, data = datacache.load(config, registry, data_dir)
-    data = data.to(device)
+    data = place(data, device)
 
     seed_everything(job.seed)
     model = _create(registry, "model", config["model"]).build(data.input_shape, data.num_classes)
@@ -235,5 +247,5 @@ def _run(job: Job, record: RunRecord, registry: Registry, device: torch.device,
             model, data.input_shape, batch, device, repeats=repeats, warmup=warmup)
         m["latency_batch_size"] = batch
     if measure.get("activation_stats", True):
-        record.extra.update(metrics.activation_stats(model, data.test_x[:256]))
+        record.extra.update(metrics.activation_stats(model, data.test_x[:256].to(device)))
     return ctx
