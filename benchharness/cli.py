@@ -97,7 +97,8 @@ def run(
     typer.echo(f"{len(records) - len(failed)} completed, {len(failed)} failed"
                + (f", {missing} not run (workers died)" if missing else ""), err=True)
     for record in failed:
-        typer.echo(f"  failed {record.job_id}: {(record.error or '').splitlines()[0]}", err=True)
+        first = (record.error or "").splitlines() or ["(no error message)"]
+        typer.echo(f"  failed {record.job_id}: {first[0]}", err=True)
     if failed or missing:
         raise typer.Exit(1)
 

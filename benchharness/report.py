@@ -394,7 +394,8 @@ def render(df: pd.DataFrame, fmt: str = "table", *, wide: bool = False) -> str:
         from tabulate import tabulate
 
         align = ["right" if is_num else "left" for is_num in numeric] or None
-        return tabulate(rows, headers=headers, tablefmt="github", colalign=align)
+        return tabulate(rows, headers=headers, tablefmt="github", colalign=align,
+                        disable_numparse=True)
     return _rich_table(headers, rows, numeric)
 
 

@@ -185,7 +185,7 @@ def run_job(job: Job, *, registry: Registry, device: torch.device, data_dir: Pat
     except Diverged as exc:
         record.error = f"diverged: {exc}"
     except BenchError as exc:
-        record.error = str(exc)
+        record.error = str(exc) or type(exc).__name__
     except Exception as exc:  # a plugin's bug must not stop the study
         record.error = f"{type(exc).__name__}: {exc}"
         record.extra["traceback"] = traceback.format_exc()

@@ -6,8 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# Tests use tiny models, for which one thread is fastest and keeps timings steady when
+# other processes share the cores.
+torch.set_num_threads(1)
 
 
 def _shared_data_dir() -> Path:
