@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -103,14 +104,21 @@ def _execute_inline(jobs: list[Job], device: torch.device, save: Save, paths: _P
         progress.job_started_event(job)
         record = run_job(job, registry=registry, device=device, data_dir=paths.data_dir,
                          cache_dir=paths.cache_dir, events=progress.event)
-        save(record)
-        progress.job_finished(record)
+        _finish(record, save, progress)
         records.append(record)
     return records
 
 
+def _finish(record: RunRecord, save: Save, progress: StudyProgress) -> None:
+    """Save a finished job at once (its own transaction), then show it."""
+    outcome = save(record)
+    progress.job_finished(record, kept_earlier=outcome == "kept_completed")
+
+
 def _worker(device: torch.device, threads: int, tasks: Any, results: Any, paths: _Paths) -> None:
     """Worker process: run jobs from ``tasks`` on ``device``, send everything to ``results``."""
+    # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if device.type == "cpu":
         torch.set_num_threads(threads)
     registry = get_registry()
@@ -159,8 +167,7 @@ def _execute_workers(jobs: list[Job], devices: list[torch.device], save: Save, p
             elif kind == "done":
                 record: RunRecord = message[1]
                 in_flight = {pid: jid for pid, jid in in_flight.items() if jid != record.job_id}
-                save(record)
-                progress.job_finished(record)
+                _finish(record, save, progress)
                 records.append(record)
     finally:
         for w in workers:
@@ -184,7 +191,6 @@ def _reap_dead_workers(workers: list[Any], in_flight: dict[int, str], by_id: dic
             quick=job.quick, seed=job.seed, config=job.config, axes=job.axes, status="failed",
             error=f"worker process died with exit code {w.exitcode}", started_at=now, finished_at=now,
         )
-        save(record)
-        progress.job_finished(record)
+        _finish(record, save, progress)
         lost.append(record)
     return lost

@@ -104,7 +104,7 @@ class StudyProgress:
             f" | job ETA {_fmt_eta(eta)} | study ETA {_fmt_eta(self._study_eta())}"
         )
 
-    def job_finished(self, record: RunRecord) -> None:
+    def job_finished(self, record: RunRecord, *, kept_earlier: bool = False) -> None:
         self.done += 1
         i = self.index.get(record.job_id, self.done)
         took = time.monotonic() - self.job_started.get(record.job_id, time.monotonic())
@@ -114,6 +114,8 @@ class StudyProgress:
         else:
             self.failed += 1
             result = f"FAILED: {(record.error or '').splitlines()[0] if record.error else ''}"
+            if kept_earlier:
+                result += " (the earlier completed result is kept)"
         if self._rich is not None:
             task = self._tasks.pop(record.job_id, None)
             if task is not None:
