@@ -259,7 +259,9 @@ class TrainContext(ABC):
         """Test loss and accuracy (fraction in [0, 1]) of ``model``; restores train mode."""
 
     @abstractmethod
-    def log(self, step: int, total: int | None = None, *, phase: str = "train", **values: float) -> None:
+    def log(
+        self, step: int, total: int | None = None, *, phase: str = "train", **values: float
+    ) -> None:
         """Record one point of a curve (e.g. an epoch) and advance the progress display.
 
         ``step`` counts from 1; ``total`` is the number of steps of this phase, for the ETA.

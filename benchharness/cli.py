@@ -27,9 +27,17 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DbOption = Annotated[Path | None, typer.Option("--db", help="results database [default: $BENCH_DB or results/bench.duckdb]")]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="override a spec value: KEY=VALUE (TOML value), repeatable")]
-QuickOption = Annotated[bool, typer.Option("--quick", help="smoke scale: the spec's [quick] overrides and one seed")]
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="results database [default: $BENCH_DB or results/bench.duckdb]"),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override a spec value: KEY=VALUE (TOML value), repeatable"),
+]
+QuickOption = Annotated[
+    bool, typer.Option("--quick", help="smoke scale: the spec's [quick] overrides and one seed")
+]
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -47,7 +55,9 @@ def handles_errors(fn: F) -> F:
         except BenchError as exc:
             raise _fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
-            raise _fail("interrupted: every finished job is saved; run the same command to resume", 130) from None
+            raise _fail(
+                "interrupted: every finished job is saved; run the same command to resume", 130
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -58,11 +68,20 @@ def run(
     spec: Annotated[Path, typer.Argument(help="the study's TOML spec")],
     set_: SetOption = None,
     quick: QuickOption = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the expanded jobs and stop")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the expanded jobs and stop")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="rerun jobs already completed")] = False,
-    devices: Annotated[str, typer.Option("--devices", help="auto | cpu | cuda:0,cuda:1 (one worker each)")] = "auto",
+    devices: Annotated[
+        str, typer.Option("--devices", help="auto | cpu | cuda:0,cuda:1 (one worker each)")
+    ] = "auto",
     db: DbOption = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="datasets [default: $BENCH_DATA_DIR or ~/.cache/benchharness/data]")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", help="datasets [default: $BENCH_DATA_DIR or ~/.cache/benchharness/data]"
+        ),
+    ] = None,
 ) -> None:
     """Run (or resume) a study: every job of the spec's matrix not yet in the database."""
     from benchharness.executor import execute, parse_devices
@@ -83,19 +102,29 @@ def run(
     store.save_claims(parsed.name, parsed.claims)
     done = set() if force else store.completed_ids([job.id for job in jobs])
     todo = [job for job in jobs if job.id not in done]
-    typer.echo(f"{parsed.name}: {len(jobs)} jobs, {len(done)} already completed, {len(todo)} to run "
-               f"on {', '.join(map(str, device_list))}; results in {db_path}", err=True)
+    typer.echo(
+        f"{parsed.name}: {len(jobs)} jobs, {len(done)} already completed, {len(todo)} to run "
+        f"on {', '.join(map(str, device_list))}; results in {db_path}",
+        err=True,
+    )
     if not todo:
         return
     records = execute(
-        todo, devices=device_list, save=store.save,
-        data_dir=data_dir or settings.data_dir(), cache_dir=settings.cache_dir(db_path),
-        registry=registry, progress=StudyProgress(len(todo), len(device_list)),
+        todo,
+        devices=device_list,
+        save=store.save,
+        data_dir=data_dir or settings.data_dir(),
+        cache_dir=settings.cache_dir(db_path),
+        registry=registry,
+        progress=StudyProgress(len(todo), len(device_list)),
     )
     failed = [r for r in records if r.status != "completed"]
     missing = len(todo) - len(records)
-    typer.echo(f"{len(records) - len(failed)} completed, {len(failed)} failed"
-               + (f", {missing} not run (workers died)" if missing else ""), err=True)
+    typer.echo(
+        f"{len(records) - len(failed)} completed, {len(failed)} failed"
+        + (f", {missing} not run (workers died)" if missing else ""),
+        err=True,
+    )
     for record in failed:
         first = (record.error or "").splitlines() or ["(no error message)"]
         typer.echo(f"  failed {record.job_id}: {first[0]}", err=True)
@@ -122,7 +151,12 @@ def validate(
 @app.command()
 @handles_errors
 def plugins(
-    kind: Annotated[str | None, typer.Option("--kind", help="only this kind (dataset, transform, model, optimizer, compressor)")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind", help="only this kind (dataset, transform, model, optimizer, compressor)"
+        ),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
 ) -> None:
     """List every plugin by kind, with its parameters, defaults and descriptions."""
@@ -145,11 +179,19 @@ def plugins(
 def report(
     db: DbOption = None,
     spec: Annotated[str | None, typer.Option("--spec", help="only this spec name")] = None,
-    pareto: Annotated[bool, typer.Option("--pareto", help="only the configurations on the Pareto front")] = False,
-    objectives: Annotated[str | None, typer.Option("--objectives", help="e.g. accuracy:max,flops:min")] = None,
+    pareto: Annotated[
+        bool, typer.Option("--pareto", help="only the configurations on the Pareto front")
+    ] = False,
+    objectives: Annotated[
+        str | None, typer.Option("--objectives", help="e.g. accuracy:max,flops:min")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json | markdown")] = "table",
-    sql: Annotated[str | None, typer.Option("--sql", help="run a read-only SQL query instead")] = None,
-    wide: Annotated[bool, typer.Option("--wide", help="table/markdown: every metric, not just the main ones")] = False,
+    sql: Annotated[
+        str | None, typer.Option("--sql", help="run a read-only SQL query instead")
+    ] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="table/markdown: every metric, not just the main ones")
+    ] = False,
 ) -> None:
     """Results grouped by configuration over seeds (mean ± SE, n), Pareto front in SQL."""
     from benchharness import report as reporting

@@ -58,7 +58,9 @@ def _plugin_options(table: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return table["name"], options
 
 
-def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _subset(
+    x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     if n is None or n >= x.shape[0]:
         return x, y
     generator = torch.Generator().manual_seed(seed)
@@ -82,9 +84,13 @@ def load_dataset(config: dict[str, Any], registry: Registry, data_dir: Path) -> 
         name, options = _plugin_options(config["dataset"])
         data = registry.create("dataset", name, options).load(data_dir)
         seed = int(data_section.get("subset_seed", 0))
-        train_x, train_y = _subset(data.train_x, data.train_y, data_section.get("train_subset"), seed)
+        train_x, train_y = _subset(
+            data.train_x, data.train_y, data_section.get("train_subset"), seed
+        )
         test_x, test_y = _subset(data.test_x, data.test_y, data_section.get("test_subset"), seed)
-        data = _remember(base_key, data.replace(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y))
+        data = _remember(
+            base_key, data.replace(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
+        )
     return data
 
 

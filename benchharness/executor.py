@@ -46,12 +46,16 @@ def parse_devices(spec: str) -> list[torch.device]:
         try:
             device = torch.device(item)
         except RuntimeError:
-            raise BenchError(f"--devices: '{item}' is not a device (use auto, cpu, cuda:0, ...)") from None
+            raise BenchError(
+                f"--devices: '{item}' is not a device (use auto, cpu, cuda:0, ...)"
+            ) from None
         if device.type == "cuda":
             if not torch.cuda.is_available():
                 raise BenchError(f"--devices: '{item}' requested but CUDA is not available here")
             if device.index is not None and device.index >= torch.cuda.device_count():
-                raise BenchError(f"--devices: '{item}' does not exist ({torch.cuda.device_count()} GPUs)")
+                raise BenchError(
+                    f"--devices: '{item}' does not exist ({torch.cuda.device_count()} GPUs)"
+                )
         devices.append(device)
     if not devices:
         raise BenchError("--devices: no device given")
@@ -85,7 +89,9 @@ def execute(
     missing dataset raises one :class:`BenchError` instead of failing every job.
     """
     registry = registry or get_registry()
-    unique_datasets = {(repr(j.config["dataset"]), repr(j.config.get("data"))): j.config for j in jobs}
+    unique_datasets = {
+        (repr(j.config["dataset"]), repr(j.config.get("data"))): j.config for j in jobs
+    }
     datacache.prepare(list(unique_datasets.values()), registry, data_dir)
     progress = progress or StudyProgress(len(jobs), len(devices))
     paths = _Paths(data_dir, cache_dir)
@@ -97,13 +103,25 @@ def execute(
         progress.close()
 
 
-def _execute_inline(jobs: list[Job], device: torch.device, save: Save, paths: _Paths,
-                    registry: Registry, progress: StudyProgress) -> list[RunRecord]:
+def _execute_inline(
+    jobs: list[Job],
+    device: torch.device,
+    save: Save,
+    paths: _Paths,
+    registry: Registry,
+    progress: StudyProgress,
+) -> list[RunRecord]:
     records = []
     for job in jobs:
         progress.job_started_event(job)
-        record = run_job(job, registry=registry, device=device, data_dir=paths.data_dir,
-                         cache_dir=paths.cache_dir, events=progress.event)
+        record = run_job(
+            job,
+            registry=registry,
+            device=device,
+            data_dir=paths.data_dir,
+            cache_dir=paths.cache_dir,
+            events=progress.event,
+        )
         _finish(record, save, progress)
         records.append(record)
     return records
@@ -127,13 +145,20 @@ def _worker(device: torch.device, threads: int, tasks: Any, results: Any, paths:
         if job is None:
             return
         results.put(("start", job.id, os.getpid()))
-        record = run_job(job, registry=registry, device=device, data_dir=paths.data_dir,
-                         cache_dir=paths.cache_dir, events=lambda e: results.put(("event", e)))
+        record = run_job(
+            job,
+            registry=registry,
+            device=device,
+            data_dir=paths.data_dir,
+            cache_dir=paths.cache_dir,
+            events=lambda e: results.put(("event", e)),
+        )
         results.put(("done", record))
 
 
-def _execute_workers(jobs: list[Job], devices: list[torch.device], save: Save, paths: _Paths,
-                     progress: StudyProgress) -> list[RunRecord]:
+def _execute_workers(
+    jobs: list[Job], devices: list[torch.device], save: Save, paths: _Paths, progress: StudyProgress
+) -> list[RunRecord]:
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     for job in jobs:
@@ -141,8 +166,10 @@ def _execute_workers(jobs: list[Job], devices: list[torch.device], save: Save, p
     for _ in devices:
         tasks.put(None)
     threads = _threads_per_cpu_worker(devices)
-    workers = [ctx.Process(target=_worker, args=(d, threads, tasks, results, paths), daemon=True)
-               for d in devices]
+    workers = [
+        ctx.Process(target=_worker, args=(d, threads, tasks, results, paths), daemon=True)
+        for d in devices
+    ]
     for w in workers:
         w.start()
     by_id = {job.id: job for job in jobs}
@@ -177,8 +204,13 @@ def _execute_workers(jobs: list[Job], devices: list[torch.device], save: Save, p
     return records
 
 
-def _reap_dead_workers(workers: list[Any], in_flight: dict[int, str], by_id: dict[str, Job],
-                       save: Save, progress: StudyProgress) -> list[RunRecord]:
+def _reap_dead_workers(
+    workers: list[Any],
+    in_flight: dict[int, str],
+    by_id: dict[str, Job],
+    save: Save,
+    progress: StudyProgress,
+) -> list[RunRecord]:
     """A worker that died mid-job (segfault, OOM kill) fails that job; the rest go on."""
     lost = []
     for w in workers:
@@ -187,9 +219,18 @@ def _reap_dead_workers(workers: list[Any], in_flight: dict[int, str], by_id: dic
         job = by_id[in_flight.pop(w.pid)]
         now = datetime.now(UTC)
         record = RunRecord(
-            job_id=job.id, config_id=job.config_id, spec_name=job.spec_name, spec_hash=job.spec_hash,
-            quick=job.quick, seed=job.seed, config=job.config, axes=job.axes, status="failed",
-            error=f"worker process died with exit code {w.exitcode}", started_at=now, finished_at=now,
+            job_id=job.id,
+            config_id=job.config_id,
+            spec_name=job.spec_name,
+            spec_hash=job.spec_hash,
+            quick=job.quick,
+            seed=job.seed,
+            config=job.config,
+            axes=job.axes,
+            status="failed",
+            error=f"worker process died with exit code {w.exitcode}",
+            started_at=now,
+            finished_at=now,
         )
         _finish(record, save, progress)
         lost.append(record)

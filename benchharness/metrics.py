@@ -21,8 +21,9 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int,
-             device: torch.device | None = None) -> Evaluation:
+def evaluate(
+    model: nn.Module, x: Tensor, y: Tensor, batch_size: int, device: torch.device | None = None
+) -> Evaluation:
     """Mean cross-entropy and accuracy over (x, y), batch by batch on ``device`` (default:
     where ``x`` is); the model's train/eval mode is restored."""
     device = device or x.device
@@ -40,7 +41,9 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int,
     return Evaluation(loss=float(loss_sum) / n, accuracy=int(correct) / n)
 
 
-def layer_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> tuple[int, dict[str, int]]:
+def layer_flops(
+    model: nn.Module, input_shape: tuple[int, ...], device: torch.device
+) -> tuple[int, dict[str, int]]:
     """Forward FLOPs for one sample, in total and per module name (torch's FLOP counter).
 
     torch counts a multiply-accumulate as 2 FLOPs and ignores biases and activations.
@@ -58,7 +61,9 @@ def layer_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
     return int(counter.get_total_flops()), per_module
 
 
-def effective_flops(total: int, per_module: dict[str, int], compressed: Iterable[Compressed]) -> int:
+def effective_flops(
+    total: int, per_module: dict[str, int], compressed: Iterable[Compressed]
+) -> int:
     """Forward FLOPs once compressed: each compressed weight's layer counts as its
     compressed form says (``Compressed.effective_macs``)."""
     flops = total

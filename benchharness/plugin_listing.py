@@ -27,8 +27,11 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def describe_plugins(registry: Registry, kind: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    """``{kind: [{name, version, owner, summary, options: [{name, type, default, required, description}]}]}``."""
+def describe_plugins(
+    registry: Registry, kind: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """``{kind: [{name, version, owner, summary, options: [option, ...]}]}`` where an option
+    is ``{name, type, default, required, description}``."""
     listing: dict[str, list[dict[str, Any]]] = {}
     for k in [kind] if kind else list(KINDS):
         entries = []
@@ -36,17 +39,30 @@ def describe_plugins(registry: Registry, kind: str | None = None) -> dict[str, l
             reg = registry.get(k, name)
             options = []
             for field_name, field in reg.cls.Options.model_fields.items():
-                options.append({
-                    "name": field_name,
-                    "type": _type_name(field.annotation),
-                    "default": _default(field),
-                    "required": field.is_required(),
-                    "description": field.description or "",
-                })
-            entries.append({"name": name, "version": reg.version, "owner": reg.owner,
-                            "summary": reg.cls.summary(), "options": options})
+                options.append(
+                    {
+                        "name": field_name,
+                        "type": _type_name(field.annotation),
+                        "default": _default(field),
+                        "required": field.is_required(),
+                        "description": field.description or "",
+                    }
+                )
+            entries.append(
+                {
+                    "name": name,
+                    "version": reg.version,
+                    "owner": reg.owner,
+                    "summary": reg.cls.summary(),
+                    "options": options,
+                }
+            )
         listing[k] = entries
     return listing
+
+
+def _shown_default(option: dict[str, Any]) -> str:
+    return "<required>" if option["required"] else repr(option["default"])
 
 
 def render_plugins(listing: dict[str, list[dict[str, Any]]], stream: TextIO) -> None:
@@ -57,8 +73,12 @@ def render_plugins(listing: dict[str, list[dict[str, Any]]], stream: TextIO) -> 
             table.add_column(column, overflow="fold")
         for entry in entries:
             params = "\n".join(
-                f"{o['name']}: {o['type']} = {'<required>' if o['required'] else repr(o['default'])} — {o['description']}"
+                f"{o['name']}: {o['type']} = {_shown_default(o)} — {o['description']}"
                 for o in entry["options"]
             )
-            table.add_row(f"{entry['name']}\nv{entry['version']}", f"{entry['summary']}\n[dim]{entry['owner']}[/dim]", params)
+            table.add_row(
+                f"{entry['name']}\nv{entry['version']}",
+                f"{entry['summary']}\n[dim]{entry['owner']}[/dim]",
+                params,
+            )
         console.print(table)

@@ -55,8 +55,11 @@ class StudyProgress:
         self._tasks: dict[str, int] = {}
         if self.live:
             self._rich = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), console=Console(file=self.stream),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
             )
             self._study_task = self._rich.add_task("jobs", total=total)
             self._rich.start()
@@ -87,7 +90,8 @@ class StudyProgress:
         now = time.monotonic()
         # A phase starts when the job's previous event (or the job itself) ended.
         start = self.phase_started.setdefault(
-            key, self.last_event.get(event.job_id, self.job_started.get(event.job_id, now)))
+            key, self.last_event.get(event.job_id, self.job_started.get(event.job_id, now))
+        )
         self.last_event[event.job_id] = now
         eta = None
         if event.total and event.step > 0:
@@ -96,7 +100,9 @@ class StudyProgress:
         of = f"/{event.total}" if event.total else ""
         if self._rich is not None and event.job_id in self._tasks:
             self._rich.update(
-                self._tasks[event.job_id], completed=event.step, total=event.total,
+                self._tasks[event.job_id],
+                completed=event.step,
+                total=event.total,
                 description=f"  job {i}/{self.total} {event.phase} {event.step}{of}",
             )
         self._print(

@@ -71,8 +71,7 @@ def parse_objectives(
             )
         elif direction not in ("max", "min"):
             problems.append(
-                f"objective {text.strip()!r}: direction must be max or min, "
-                f"as in {name}:max"
+                f"objective {text.strip()!r}: direction must be max or min, as in {name}:max"
             )
         else:
             parsed.append(Objective(allowed[name], direction == "max"))
@@ -185,14 +184,10 @@ def _metric_expr(metric: str, extras: Sequence[str]) -> str:
     return f"CAST({quote_ident(metric)} AS DOUBLE)"
 
 
-def _measured_metrics(
-    store: Store, where: str, params: list[Any], extras: list[str]
-) -> list[str]:
+def _measured_metrics(store: Store, where: str, params: list[Any], extras: list[str]) -> list[str]:
     """Numeric metrics with at least one value in the completed runs."""
     candidates = [*NUMERIC_METRICS, *extras]
-    counts = ", ".join(
-        f"count({_metric_expr(m, extras)}) AS {quote_ident(m)}" for m in candidates
-    )
+    counts = ", ".join(f"count({_metric_expr(m, extras)}) AS {quote_ident(m)}" for m in candidates)
     row = store.query(
         f"SELECT {counts} FROM runs WHERE {where} AND status = 'completed'", params
     ).iloc[0]
@@ -213,7 +208,9 @@ def _axes(store: Store, where: str, params: list[Any]) -> list[tuple[str, str | 
             ORDER BY c.ordinal_position NULLS LAST, keys.key""",
         [*params, sorted(BASE_COLUMNS)],
     )
-    return [(k, None if pd.isna(c) else c) for k, c in zip(df["key"], df["column_name"])]
+    return [
+        (k, None if pd.isna(c) else c) for k, c in zip(df["key"], df["column_name"], strict=True)
+    ]
 
 
 def _claim_metrics(store: Store, where: str, params: list[Any]) -> dict[str, list[str]]:
@@ -365,8 +362,15 @@ def _sql_str(text: str) -> str:
 
 # Metrics a table shows by default (besides objectives and claimed ones); `wide` shows all.
 TABLE_METRICS = (
-    "test_accuracy", "flops", "flops_effective", "params", "size_bits", "compression_ratio",
-    "input_ratio", "latency_b1_median_ms", "train_seconds",
+    "test_accuracy",
+    "flops",
+    "flops_effective",
+    "params",
+    "size_bits",
+    "compression_ratio",
+    "input_ratio",
+    "latency_b1_median_ms",
+    "train_seconds",
 )
 
 
@@ -385,7 +389,7 @@ def render(df: pd.DataFrame, fmt: str = "table", *, wide: bool = False) -> str:
         return df.to_csv(index=False).rstrip("\n")
     if fmt == "json":
         records = [
-            {str(col): _json_value(value) for col, value in zip(df.columns, row)}
+            {str(col): _json_value(value) for col, value in zip(df.columns, row, strict=True)}
             for row in df.itertuples(index=False, name=None)
         ]
         return json.dumps(records, indent=2, allow_nan=False, ensure_ascii=False)
@@ -394,8 +398,9 @@ def render(df: pd.DataFrame, fmt: str = "table", *, wide: bool = False) -> str:
         from tabulate import tabulate
 
         align = ["right" if is_num else "left" for is_num in numeric] or None
-        return tabulate(rows, headers=headers, tablefmt="github", colalign=align,
-                        disable_numparse=True)
+        return tabulate(
+            rows, headers=headers, tablefmt="github", colalign=align, disable_numparse=True
+        )
     return _rich_table(headers, rows, numeric)
 
 
@@ -405,7 +410,7 @@ def _rich_table(headers: list[str], rows: list[list[str]], numeric: list[bool]) 
     from rich.table import Table
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for header, is_num in zip(headers, numeric):
+    for header, is_num in zip(headers, numeric, strict=True):
         table.add_column(header, justify="right" if is_num else "left", no_wrap=True)
     for row in rows:
         table.add_row(*row)
@@ -452,7 +457,9 @@ def _unit(metric: str, values: pd.Series) -> _Unit:
     return _Unit(pretty)
 
 
-def _display(df: pd.DataFrame, *, wide: bool = False) -> tuple[list[str], list[list[str]], list[bool]]:
+def _display(
+    df: pd.DataFrame, *, wide: bool = False
+) -> tuple[list[str], list[list[str]], list[bool]]:
     """Headers, text cells and right-alignment flags for table and markdown."""
     means = [c[: -len("_mean")] for c in df.columns if c.endswith("_mean")]
     metrics = [m for m in means if not m.startswith("claimed_")]
@@ -468,7 +475,8 @@ def _display(df: pd.DataFrame, *, wide: bool = False) -> tuple[list[str], list[l
         directions[name] = " ↑" if way == "max" else " ↓"
     shown = {"spec_name", "config_id", "quick", "n", "failed", "on_front"}
     axes = df.attrs.get("axes") or [
-        c for c in df.columns
+        c
+        for c in df.columns
         if c not in shown and not c.startswith("claimed_") and not c.endswith(("_mean", "_se"))
     ]
 
@@ -492,8 +500,13 @@ def _display(df: pd.DataFrame, *, wide: bool = False) -> tuple[list[str], list[l
             continue
         if not wide and m not in TABLE_METRICS and m not in directions and claimed is None:
             continue
-        if (not wide and m == "flops_effective" and m not in directions and measured is not None
-                and measured.equals(df.get("flops_mean"))):
+        if (
+            not wide
+            and m == "flops_effective"
+            and m not in directions
+            and measured is not None
+            and measured.equals(df.get("flops_mean"))
+        ):
             continue  # nothing compressed: identical to the dense FLOPs column
         present = [s for s in (measured, claimed) if s is not None]
         unit = _unit(m, pd.concat(present))
@@ -504,13 +517,13 @@ def _display(df: pd.DataFrame, *, wide: bool = False) -> tuple[list[str], list[l
             cells = _pm_column(claimed, df.get(f"claimed_{m}_se"), unit)
             columns.append((f"claimed {unit.label}", cells, True))
     headers = [header for header, _, _ in columns]
-    rows = [list(row) for row in zip(*(cells for _, cells, _ in columns))]
+    rows = [list(row) for row in zip(*(cells for _, cells, _ in columns), strict=True)]
     return headers, rows, [right for _, _, right in columns]
 
 
 def _pm_column(means: pd.Series, ses: pd.Series | None, unit: _Unit) -> list[str]:
     ses_list = [None] * len(means) if ses is None else list(ses)
-    return [_pm(mean, se, unit) for mean, se in zip(means, ses_list)]
+    return [_pm(mean, se, unit) for mean, se in zip(means, ses_list, strict=True)]
 
 
 def _is_number(column: pd.Series) -> bool:

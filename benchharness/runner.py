@@ -78,14 +78,19 @@ class JobContext(TrainContext):
         self.compressed: list[Compressed] | None = None
 
     def evaluate(self, model: nn.Module) -> Evaluation:
-        return metrics.evaluate(model, self.data.test_x, self.data.test_y, self.eval_batch_size,
-                                self.device)
+        return metrics.evaluate(
+            model, self.data.test_x, self.data.test_y, self.eval_batch_size, self.device
+        )
 
-    def log(self, step: int, total: int | None = None, *, phase: str = "train", **values: float) -> None:
+    def log(
+        self, step: int, total: int | None = None, *, phase: str = "train", **values: float
+    ) -> None:
         phase = self.phase_prefix + phase
         for name, value in values.items():
             self.curves.append(CurvePoint(phase, int(step), name, float(value)))
-        self.events(Progress(self.job.id, phase, int(step), total, {k: float(v) for k, v in values.items()}))
+        self.events(
+            Progress(self.job.id, phase, int(step), total, {k: float(v) for k, v in values.items()})
+        )
 
     def set_compressed(self, compressed: list[Compressed]) -> None:
         self.compressed = list(compressed)
@@ -107,8 +112,15 @@ class JobContext(TrainContext):
             self.log(1, 1, phase="reference_cached", cache_hit=1.0)
             return model
         sub = JobContext(
-            self.job, self.data, self.device, self.registry, [], self.cache_dir,
-            self.events, self.eval_batch_size, phase_prefix="reference_",
+            self.job,
+            self.data,
+            self.device,
+            self.registry,
+            [],
+            self.cache_dir,
+            self.events,
+            self.eval_batch_size,
+            phase_prefix="reference_",
         )
         sub.generator = self.generator
         trained = plugin.train(model, sub)
@@ -132,7 +144,9 @@ def place(data: Data, device: torch.device) -> Data:
 
 
 def _hash(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()[:16]
 
 
 def _create(registry: Registry, kind: str, table: dict[str, Any]) -> Any:
@@ -163,18 +177,35 @@ def apply_compressors(model: nn.Module, compressors: list[Any]) -> list[Compress
     return parts
 
 
-def run_job(job: Job, *, registry: Registry, device: torch.device, data_dir: Path,
-            cache_dir: Path, events: Events) -> RunRecord:
+def run_job(
+    job: Job,
+    *,
+    registry: Registry,
+    device: torch.device,
+    data_dir: Path,
+    cache_dir: Path,
+    events: Events,
+) -> RunRecord:
     """Run one job end to end. Never raises for a job's own failure: a failed RunRecord
     carries the error instead, so the other jobs go on."""
     started = datetime.now(UTC)
     record = RunRecord(
-        job_id=job.id, config_id=job.config_id, spec_name=job.spec_name, spec_hash=job.spec_hash,
-        quick=job.quick, seed=job.seed, config=job.config, axes=job.axes, status="failed",
+        job_id=job.id,
+        config_id=job.config_id,
+        spec_name=job.spec_name,
+        spec_hash=job.spec_hash,
+        quick=job.quick,
+        seed=job.seed,
+        config=job.config,
+        axes=job.axes,
+        status="failed",
         started_at=started,
     )
-    used = [("dataset", job.config["dataset"]["name"]), ("model", job.config["model"]["name"]),
-            ("optimizer", job.config["optimizer"]["name"])]
+    used = [
+        ("dataset", job.config["dataset"]["name"]),
+        ("model", job.config["model"]["name"]),
+        ("optimizer", job.config["optimizer"]["name"]),
+    ]
     used += [("transform", t["name"]) for t in datacache.as_list(job.config.get("transform"))]
     used += [("compressor", c["name"]) for c in datacache.as_list(job.config.get("compressor"))]
     ctx: JobContext | None = None
@@ -196,8 +227,15 @@ def run_job(job: Job, *, registry: Registry, device: torch.device, data_dir: Pat
     return record
 
 
-def _run(job: Job, record: RunRecord, registry: Registry, device: torch.device,
-         data_dir: Path, cache_dir: Path, events: Events) -> JobContext:
+def _run(
+    job: Job,
+    record: RunRecord,
+    registry: Registry,
+    device: torch.device,
+    data_dir: Path,
+    cache_dir: Path,
+    events: Events,
+) -> JobContext:
     config = job.config
     measure = config.get("measure") or {}
     raw, data = datacache.load(config, registry, data_dir)
@@ -207,12 +245,24 @@ def _run(job: Job, record: RunRecord, registry: Registry, device: torch.device,
     model = _create(registry, "model", config["model"]).build(data.input_shape, data.num_classes)
     model = model.to(device)
     count_flops = bool(measure.get("flops", True))
-    flops, per_module = metrics.layer_flops(model, data.input_shape, device) if count_flops else (None, {})
+    flops, per_module = (
+        metrics.layer_flops(model, data.input_shape, device) if count_flops else (None, {})
+    )
 
-    compressors = [_create(registry, "compressor", c) for c in datacache.as_list(config.get("compressor"))]
+    compressors = [
+        _create(registry, "compressor", c) for c in datacache.as_list(config.get("compressor"))
+    ]
     optimizer = _create(registry, "optimizer", config["optimizer"])
-    ctx = JobContext(job, data, device, registry, compressors, cache_dir, events,
-                     int(measure.get("eval_batch_size", 1000)))
+    ctx = JobContext(
+        job,
+        data,
+        device,
+        registry,
+        compressors,
+        cache_dir,
+        events,
+        int(measure.get("eval_batch_size", 1000)),
+    )
     record.curves = ctx.curves
     train_start = time.perf_counter()
     model = optimizer.train(model, ctx)
@@ -230,7 +280,9 @@ def _run(job: Job, record: RunRecord, registry: Registry, device: torch.device,
         test_loss=final.loss,
         params=metrics.count_params(model),
         flops=flops,
-        flops_effective=metrics.effective_flops(flops, per_module, compressed) if flops is not None else None,
+        flops_effective=metrics.effective_flops(flops, per_module, compressed)
+        if flops is not None
+        else None,
         size_bits=bits,
         compression_ratio=dense_bits / bits if bits else None,
         compression_realised=all(part.realised for part in compressed) if compressed else None,
@@ -240,11 +292,16 @@ def _run(job: Job, record: RunRecord, registry: Registry, device: torch.device,
     )
     if measure.get("latency", True):
         batch = int(config["optimizer"].get("batch_size", 128))
-        repeats, warmup = int(measure.get("latency_repeats", 30)), int(measure.get("latency_warmup", 5))
+        repeats, warmup = (
+            int(measure.get("latency_repeats", 30)),
+            int(measure.get("latency_warmup", 5)),
+        )
         m["latency_b1_median_ms"], m["latency_b1_p90_ms"] = metrics.latency_ms(
-            model, data.input_shape, 1, device, repeats=repeats, warmup=warmup)
+            model, data.input_shape, 1, device, repeats=repeats, warmup=warmup
+        )
         m["latency_batch_median_ms"], m["latency_batch_p90_ms"] = metrics.latency_ms(
-            model, data.input_shape, batch, device, repeats=repeats, warmup=warmup)
+            model, data.input_shape, batch, device, repeats=repeats, warmup=warmup
+        )
         m["latency_batch_size"] = batch
     if measure.get("activation_stats", True):
         record.extra.update(metrics.activation_stats(model, data.test_x[:256].to(device)))

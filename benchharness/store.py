@@ -39,9 +39,7 @@ _AXIS_TYPES = ("DOUBLE", "BOOLEAN", "VARCHAR")
 
 def canonical_json(value: Any) -> str:
     """Compact JSON with sorted keys; non-finite floats become null."""
-    return json.dumps(
-        _jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def quote_ident(name: str) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import benchharness_plugins.compressors as builtin_compressors
 import pytest
 import torch
+from pydantic import ValidationError
+
+import benchharness_plugins.compressors as builtin_compressors
 from benchharness_plugins.compressors.additive import Additive
 from benchharness_plugins.compressors.lowrank import LowRankSelect
 from benchharness_plugins.compressors.quantization import Quantize
-from pydantic import ValidationError
 
 
 def additive(parts, **options) -> Additive:

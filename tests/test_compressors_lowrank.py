@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from benchharness_plugins.compressors.lowrank import LowRank, LowRankSelect
 from pydantic import ValidationError
+
+from benchharness_plugins.compressors.lowrank import LowRank, LowRankSelect
 
 
 def lowrank(rank: int) -> LowRank:

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from benchharness_plugins.compressors.pruning import Prune, PruneL1, PruneStructured
 from pydantic import ValidationError
 from torch import nn
 
 from benchharness import BenchError
+from benchharness_plugins.compressors.pruning import Prune, PruneL1, PruneStructured
 
 
 def _weights(seed: int = 0) -> dict[str, torch.Tensor]:

@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
+
 from benchharness_plugins.compressors.quantization import (
     Binarize,
     BinarizeScaled,
@@ -15,7 +17,6 @@ from benchharness_plugins.compressors.quantization import (
     kmeans_1d,
     optimal_kmeans_1d,
 )
-from pydantic import ValidationError
 
 
 def quantize(**options) -> Quantize:

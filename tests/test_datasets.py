@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from benchharness_plugins.datasets import MNIST, Digits
 from pydantic import ValidationError
 from torchvision import datasets
 
 from benchharness import BenchError
 from benchharness.plugins import get_registry
+from benchharness_plugins.datasets import MNIST, Digits
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,6 @@ SHRINK = [
 ]
 
 
-
-
 def test_mnist_width_dct_study(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

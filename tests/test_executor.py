@@ -274,5 +274,3 @@ def _fresh_datacache():
     datacache.clear()
     yield
     datacache.clear()
-
-

@@ -473,9 +473,7 @@ def test_unknown_option(registry, tmp_path):
 
 def test_out_of_range_value(registry, tmp_path):
     path = write(tmp_path, BASE + '[transform]\nname = "st_dct"\nratio = 1.5\n')
-    assert error_lines(path, registry) == [
-        f"{path}: transform.ratio — must be in (0, 1], got 1.5"
-    ]
+    assert error_lines(path, registry) == [f"{path}: transform.ratio — must be in (0, 1], got 1.5"]
 
 
 def test_out_of_range_in_some_jobs_is_reported_once_per_value(registry, tmp_path):
@@ -555,7 +553,7 @@ def test_bad_exclude_key_and_claim_key(registry, tmp_path):
     assert error_lines(path, registry) == [
         f'{path}: matrix.exclude.0."model.widht" — unknown matrix axis '
         "(did you mean 'model.width'?); known: model.width",
-        f"{path}: claims.0.match.\"model.depht\" — matches no key of any job's configuration",
+        f'{path}: claims.0.match."model.depht" — matches no key of any job\'s configuration',
     ]
 
 
@@ -590,6 +588,6 @@ seeds = []
         f"{path}: transform.ratio — must be in (0, 1], got 1.5",
         f"{path}: model.widht — unknown option for model 'st_net' (did you mean 'width'?); "
         "known: depth, width",
-        f'{path}: measure.flops — input should be a valid boolean, '
+        f"{path}: measure.flops — input should be a valid boolean, "
         'unable to interpret input, got "maybe"',
     ]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from benchharness_plugins.models import CompressedNet, LeNet5, LeNet300Model
 from pydantic import ValidationError
 from torch import nn
 
 from benchharness import BenchError
 from benchharness.plugins import get_registry
+from benchharness_plugins.models import CompressedNet, LeNet5, LeNet300Model
 
 MNIST = (1, 28, 28)
 DIGITS = (1, 8, 8)

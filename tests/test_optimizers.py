@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from benchharness_plugins.datasets import Digits
-from benchharness_plugins.models import CompressedNet, LeNet300Model
-from benchharness_plugins.optimizers import SGD, Adam
 from pydantic import ValidationError
 from torch import nn
 
 from benchharness import Data, Diverged, Evaluation, TrainContext
 from benchharness.plugins import get_registry
+from benchharness_plugins.datasets import Digits
+from benchharness_plugins.models import CompressedNet, LeNet300Model
+from benchharness_plugins.optimizers import SGD, Adam
 
 
 class FakeContext(TrainContext):

@@ -26,10 +26,19 @@ from benchharness.report import (
 from benchharness.store import Store
 
 
-def make_record(job_id: str, config_id: str, *, spec: str = "spec-a", seed: int = 0,
-                axes: dict | None = None, metrics: dict | None = None,
-                status: str = "completed", quick: bool = False, extra: dict | None = None,
-                config: dict | None = None) -> RunRecord:
+def make_record(
+    job_id: str,
+    config_id: str,
+    *,
+    spec: str = "spec-a",
+    seed: int = 0,
+    axes: dict | None = None,
+    metrics: dict | None = None,
+    status: str = "completed",
+    quick: bool = False,
+    extra: dict | None = None,
+    config: dict | None = None,
+) -> RunRecord:
     axes = axes or {}
     if config is None:  # the resolved config holds the axis values at their dotted paths
         config = {"train": {"epochs": 2}}
@@ -40,9 +49,17 @@ def make_record(job_id: str, config_id: str, *, spec: str = "spec-a", seed: int 
                 node = node.setdefault(part, {})
             node[leaf] = value
     return RunRecord(
-        job_id=job_id, config_id=config_id, spec_name=spec, spec_hash="h", quick=quick,
-        seed=seed, config=config, axes=axes, status=status,  # type: ignore[arg-type]
-        error="boom" if status == "failed" else None, metrics=metrics or {},
+        job_id=job_id,
+        config_id=config_id,
+        spec_name=spec,
+        spec_hash="h",
+        quick=quick,
+        seed=seed,
+        config=config,
+        axes=axes,
+        status=status,  # type: ignore[arg-type]
+        error="boom" if status == "failed" else None,
+        metrics=metrics or {},
         extra=extra or {},
     )
 
@@ -65,17 +82,39 @@ def test_mean_and_standard_error_match_numpy(store: Store) -> None:
         loss = rng.uniform(0.01, 1.0, n)
         lat = rng.uniform(0.1, 2.0, n)
         for seed in range(n):
-            store.save(make_record(
-                f"{config_id}-s{seed}", config_id, seed=seed, axes={"model.width": width},
-                metrics={"test_accuracy": acc[seed], "test_loss": loss[seed],
-                         "flops": width * 1000, "latency_b1_median_ms": lat[seed]},
-                extra={"prune.sparsity": float(acc[seed] / 2), "tag": "x"},
-            ))
+            store.save(
+                make_record(
+                    f"{config_id}-s{seed}",
+                    config_id,
+                    seed=seed,
+                    axes={"model.width": width},
+                    metrics={
+                        "test_accuracy": acc[seed],
+                        "test_loss": loss[seed],
+                        "flops": width * 1000,
+                        "latency_b1_median_ms": lat[seed],
+                    },
+                    extra={"prune.sparsity": float(acc[seed] / 2), "tag": "x"},
+                )
+            )
         if width == 16:  # failed runs are counted, never averaged
-            store.save(make_record("w16-bad", config_id, seed=99, axes={"model.width": width},
-                                   status="failed", metrics={"test_accuracy": 0.0}))
-        expected[width] = {"n": n, "test_accuracy": acc, "test_loss": loss,
-                           "latency_b1_median_ms": lat, "prune.sparsity": acc / 2}
+            store.save(
+                make_record(
+                    "w16-bad",
+                    config_id,
+                    seed=99,
+                    axes={"model.width": width},
+                    status="failed",
+                    metrics={"test_accuracy": 0.0},
+                )
+            )
+        expected[width] = {
+            "n": n,
+            "test_accuracy": acc,
+            "test_loss": loss,
+            "latency_b1_median_ms": lat,
+            "prune.sparsity": acc / 2,
+        }
 
     df = summarize(store)
     assert list(df["model.width"]) == [8.0, 16.0, 32.0, 64.0]
@@ -100,17 +139,22 @@ def test_mean_and_standard_error_match_numpy(store: Store) -> None:
 
 def test_filters_quick_and_spec_and_no_runs(store: Store) -> None:
     store.save(make_record("a", "c1", axes={"x.y": 1}, metrics={"test_accuracy": 0.5}))
-    store.save(make_record("b", "c1", seed=1, axes={"x.y": 1}, quick=True,
-                           metrics={"test_accuracy": 0.1}))
-    store.save(make_record("c", "c2", spec="spec-b", axes={"opt.name": "adam"},
-                           metrics={"test_accuracy": 0.7}))
+    store.save(
+        make_record("b", "c1", seed=1, axes={"x.y": 1}, quick=True, metrics={"test_accuracy": 0.1})
+    )
+    store.save(
+        make_record(
+            "c", "c2", spec="spec-b", axes={"opt.name": "adam"}, metrics={"test_accuracy": 0.7}
+        )
+    )
     everything = summarize(store, objectives=["accuracy:max"])
     assert len(everything) == 3  # quick and full runs never share a group
     full = summarize(store, spec="spec-a", include_quick=False, objectives="accuracy:max")
     assert len(full) == 1 and full["test_accuracy_mean"].iloc[0] == 0.5
     assert full.attrs["axes"] == ["x.y"]
-    both = summarize(store, spec=["spec-a", "spec-b"], include_quick=False,
-                     objectives="accuracy:max")
+    both = summarize(
+        store, spec=["spec-a", "spec-b"], include_quick=False, objectives="accuracy:max"
+    )
     assert set(both["spec_name"]) == {"spec-a", "spec-b"}
     assert set(both.attrs["axes"]) == {"x.y", "opt.name"}
     assert both.set_index("spec_name").loc["spec-b", "opt.name"] == "adam"
@@ -134,12 +178,19 @@ def test_config_with_only_failed_runs(store: Store) -> None:
 def test_objective_parsing() -> None:
     parsed = parse_objectives("accuracy:max, size:min,latency_b1_p90_ms:min")
     assert [(o.metric, o.maximize) for o in parsed] == [
-        ("test_accuracy", True), ("size_bits", False), ("latency_b1_p90_ms", False)
+        ("test_accuracy", True),
+        ("size_bits", False),
+        ("latency_b1_p90_ms", False),
     ]
     assert [str(o) for o in parse_objectives(None)] == ["test_accuracy:max", "flops:min"]
-    for alias, metric in [("loss", "test_loss"), ("bits", "size_bits"),
-                          ("ratio", "compression_ratio"), ("latency", "latency_b1_median_ms"),
-                          ("time", "train_seconds"), ("params", "params")]:
+    for alias, metric in [
+        ("loss", "test_loss"),
+        ("bits", "size_bits"),
+        ("ratio", "compression_ratio"),
+        ("latency", "latency_b1_median_ms"),
+        ("time", "train_seconds"),
+        ("params", "params"),
+    ]:
         assert parse_objectives([f"{alias}:min"])[0].metric == metric
     with pytest.raises(BenchError) as error:
         parse_objectives(["acuracy:max", "flops:lowest"])
@@ -154,8 +205,12 @@ def test_objective_parsing() -> None:
 
 
 def _dominates(b, a, maximize) -> bool:
-    at_least = all((bv >= av) if up else (bv <= av) for bv, av, up in zip(b, a, maximize))
-    strictly = any((bv > av) if up else (bv < av) for bv, av, up in zip(b, a, maximize))
+    at_least = all(
+        (bv >= av) if up else (bv <= av) for bv, av, up in zip(b, a, maximize, strict=True)
+    )
+    strictly = any(
+        (bv > av) if up else (bv < av) for bv, av, up in zip(b, a, maximize, strict=True)
+    )
     return at_least and strictly
 
 
@@ -167,10 +222,14 @@ def test_pareto_front_matches_brute_force(store: Store) -> None:
         if i in (5, 6):
             values = (0.99, 500, 8192)  # an exact duplicate pair: both on every front
         points[f"c{i:02d}"] = values
-        store.save(make_record(
-            f"j{i}", f"c{i:02d}", axes={"i": i},
-            metrics={"test_accuracy": values[0], "flops": values[1], "size_bits": values[2]},
-        ))
+        store.save(
+            make_record(
+                f"j{i}",
+                f"c{i:02d}",
+                axes={"i": i},
+                metrics={"test_accuracy": values[0], "flops": values[1], "size_bits": values[2]},
+            )
+        )
     metrics = ("test_accuracy", "flops", "size_bits")
     cases = [
         ["accuracy:max", "flops:min"],
@@ -186,7 +245,8 @@ def test_pareto_front_matches_brute_force(store: Store) -> None:
         maximize = [o.maximize for o in parsed]
         project = {cid: tuple(v[k] for k in index) for cid, v in points.items()}
         expected = {
-            cid for cid, p in project.items()
+            cid
+            for cid, p in project.items()
             if not any(_dominates(q, p, maximize) for other, q in project.items() if other != cid)
         }
         df = summarize(store, objectives=objectives)
@@ -219,31 +279,70 @@ def test_pareto_needs_values_for_each_objective(store: Store) -> None:
 
 def test_claims_match_by_dotted_path_subset(store: Store) -> None:
     for width, bits in itertools.product((16, 32), (2, 4)):
-        store.save(make_record(
-            f"w{width}b{bits}", f"w{width}b{bits}",
-            axes={"model.width": width, "quant.bits": bits, "quant.method": "uniform"},
-            metrics={"test_accuracy": 0.9, "flops": width},
-        ))
-    store.save_claims("spec-a", [
-        # float 32.0 must match the integer 32 in the config
-        {"match": {"model.width": 32.0}, "metric": "accuracy", "value": 0.95, "se": 0.01,
-         "source": "paper, table 2"},
-        # more specific: wins over the claim above for w32b2
-        {"match": {"model.width": 32, "quant.bits": 2, "quant.method": "uniform"},
-         "metric": "test_accuracy", "value": 0.91, "se": None, "source": None},
-        {"match": {"quant.method": "log"}, "metric": "accuracy", "value": 0.1, "se": None,
-         "source": None},
-        {"match": {"no.such.key": 1}, "metric": "accuracy", "value": 0.2, "se": None,
-         "source": None},
-        {"match": {}, "metric": "flops", "value": 1e6, "se": None, "source": "everyone"},
-        {"match": {"quant.method": "uniform", "model.width": 16}, "metric": "size",
-         "value": 100.0, "se": None, "source": None},
-        {"match": {"quant.method": "uniform", "quant.bits": "2"}, "metric": "latency",
-         "value": 1.0, "se": None, "source": None},  # "2" is a string: no match
-    ])
-    store.save_claims("spec-b", [
-        {"match": {}, "metric": "loss", "value": 9.0, "se": None, "source": None},
-    ])
+        store.save(
+            make_record(
+                f"w{width}b{bits}",
+                f"w{width}b{bits}",
+                axes={"model.width": width, "quant.bits": bits, "quant.method": "uniform"},
+                metrics={"test_accuracy": 0.9, "flops": width},
+            )
+        )
+    store.save_claims(
+        "spec-a",
+        [
+            # float 32.0 must match the integer 32 in the config
+            {
+                "match": {"model.width": 32.0},
+                "metric": "accuracy",
+                "value": 0.95,
+                "se": 0.01,
+                "source": "paper, table 2",
+            },
+            # more specific: wins over the claim above for w32b2
+            {
+                "match": {"model.width": 32, "quant.bits": 2, "quant.method": "uniform"},
+                "metric": "test_accuracy",
+                "value": 0.91,
+                "se": None,
+                "source": None,
+            },
+            {
+                "match": {"quant.method": "log"},
+                "metric": "accuracy",
+                "value": 0.1,
+                "se": None,
+                "source": None,
+            },
+            {
+                "match": {"no.such.key": 1},
+                "metric": "accuracy",
+                "value": 0.2,
+                "se": None,
+                "source": None,
+            },
+            {"match": {}, "metric": "flops", "value": 1e6, "se": None, "source": "everyone"},
+            {
+                "match": {"quant.method": "uniform", "model.width": 16},
+                "metric": "size",
+                "value": 100.0,
+                "se": None,
+                "source": None,
+            },
+            {
+                "match": {"quant.method": "uniform", "quant.bits": "2"},
+                "metric": "latency",
+                "value": 1.0,
+                "se": None,
+                "source": None,
+            },  # "2" is a string: no match
+        ],
+    )
+    store.save_claims(
+        "spec-b",
+        [
+            {"match": {}, "metric": "loss", "value": 9.0, "se": None, "source": None},
+        ],
+    )
     df = summarize(store).set_index("config_id")
     assert "claimed_test_loss" not in df  # other spec's claim
     assert df.loc["w32b4", "claimed_test_accuracy"] == 0.95
@@ -266,15 +365,33 @@ def test_claims_match_by_dotted_path_subset(store: Store) -> None:
 def summary(store: Store) -> pd.DataFrame:
     for width in (16, 32):
         for seed in range(2 if width == 16 else 1):
-            store.save(make_record(
-                f"w{width}-{seed}", f"w{width}", seed=seed,
-                axes={"model.width": width, "opt.name": "sgd"},
-                metrics={"test_accuracy": 0.9234 + seed * 0.01, "flops": width * 100_000,
-                         "size_bits": width * 8192, "latency_b1_median_ms": 0.25,
-                         "test_loss": float("nan") if width == 32 else 0.3},
-            ))
-    store.save_claims("spec-a", [{"match": {"model.width": 16}, "metric": "accuracy",
-                                  "value": 0.95, "se": 0.002, "source": "paper"}])
+            store.save(
+                make_record(
+                    f"w{width}-{seed}",
+                    f"w{width}",
+                    seed=seed,
+                    axes={"model.width": width, "opt.name": "sgd"},
+                    metrics={
+                        "test_accuracy": 0.9234 + seed * 0.01,
+                        "flops": width * 100_000,
+                        "size_bits": width * 8192,
+                        "latency_b1_median_ms": 0.25,
+                        "test_loss": float("nan") if width == 32 else 0.3,
+                    },
+                )
+            )
+    store.save_claims(
+        "spec-a",
+        [
+            {
+                "match": {"model.width": 16},
+                "metric": "accuracy",
+                "value": 0.95,
+                "se": 0.002,
+                "source": "paper",
+            }
+        ],
+    )
     return summarize(store)
 
 
@@ -307,8 +424,16 @@ def test_render_table_and_markdown(summary: pd.DataFrame) -> None:
     table = render(summary, "table")
     lines = table.splitlines()
     header = lines[0]
-    for label in ("model.width", "opt.name", "n", "accuracy (%) ↑", "claimed accuracy (%)",
-                  "FLOPs (M) ↓", "size (KiB)", "latency b1 median (ms)"):
+    for label in (
+        "model.width",
+        "opt.name",
+        "n",
+        "accuracy (%) ↑",
+        "claimed accuracy (%)",
+        "FLOPs (M) ↓",
+        "size (KiB)",
+        "latency b1 median (ms)",
+    ):
         assert label in header, label
     assert header.index("accuracy (%)") < header.index("claimed accuracy (%)")
     assert "config_id" not in header and "spec" not in header.split()  # one spec: no column

@@ -358,5 +358,3 @@ name = "counting"
     assert len(jobs) == 4
     run_all(jobs, registry, tmp_path)
     assert sorted(CountingTransform.calls) == [2.0]  # scale 1.0 was cached by the first study
-
-

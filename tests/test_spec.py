@@ -213,7 +213,9 @@ def test_quick_applies_overrides_and_keeps_first_seed():
 
 def test_set_wins_over_quick():
     quick_only = load_spec(WIDTH_RATIO, quick=True)
-    spec = load_spec(WIDTH_RATIO, overrides=["optimizer.epochs=7", "matrix.seeds=[7, 8]"], quick=True)
+    spec = load_spec(
+        WIDTH_RATIO, overrides=["optimizer.epochs=7", "matrix.seeds=[7, 8]"], quick=True
+    )
     assert quick_only.document["optimizer"]["epochs"] != 7
     assert spec.document["optimizer"]["epochs"] == 7
     assert spec.seeds == [7]
@@ -282,7 +284,7 @@ def test_claim_errors(tmp_path):
         f"{path}: claims.0.se — input should be greater than or equal to 0, got -1",
         f"{path}: claims.1.match — input should be a valid dictionary, got 3",
         f"{path}: claims.1.metric — field required",
-        f'{path}: claims.1.value — input should be a valid number, '
+        f"{path}: claims.1.value — input should be a valid number, "
         'unable to parse string as a number, got "high"',
         f"{path}: claims.1.sauce — unknown option for a claim (did you mean 'source'?); "
         "known: match, metric, se, source, value",

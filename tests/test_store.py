@@ -119,7 +119,10 @@ def test_round_trip_every_column(store: Store) -> None:
     assert len(df) == 1
     row = df.iloc[0]
     assert (row.job_id, row.config_id, row.spec_name, row.spec_hash) == (
-        "job-1", "cfg-1", "spec-a", "hash-a"
+        "job-1",
+        "cfg-1",
+        "spec-a",
+        "hash-a",
     )
     assert bool(row.quick) is True and int(row.seed) == 7 and row.status == "completed"
     assert row.error is None
@@ -311,7 +314,7 @@ def test_axis_column_widens_to_varchar_on_conflict(store: Store) -> None:
     assert rows == [("a", "64", "true"), ("b", "2.5", "false"), ("c", "wide", "8")]
 
     store.save(make_record("d", axes={"model.width": 16, "quant.on": None}))
-    assert raw(store, "SELECT \"model.width\", \"quant.on\" FROM runs WHERE job_id = 'd'") == [
+    assert raw(store, 'SELECT "model.width", "quant.on" FROM runs WHERE job_id = \'d\'') == [
         ("16", None)
     ]
 
@@ -351,8 +354,13 @@ def test_reads_without_database_are_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_save_claims_replaces_that_specs_claims(store: Store) -> None:
-    claim = {"match": {"model.width": 64}, "metric": "accuracy", "value": 0.98, "se": 0.001,
-             "source": "paper"}
+    claim = {
+        "match": {"model.width": 64},
+        "metric": "accuracy",
+        "value": 0.98,
+        "se": 0.001,
+        "source": "paper",
+    }
     store.save_claims("spec-a", [claim, {**claim, "match": {}, "se": None, "source": None}])
     store.save_claims("spec-b", [claim])
     store.save_claims("spec-a", [{**claim, "value": 0.95}])
@@ -453,7 +461,7 @@ def test_sigkill_during_saves_keeps_committed_rows(store: Store, tmp_path: Path)
         # whatever was printed had been committed; the file opens and holds all of it
         assert store.completed_ids(committed) == set(committed)
         counts = store.query("SELECT job_id, count(*) AS n FROM curves GROUP BY job_id")
-        per_job = dict(zip(counts["job_id"], counts["n"]))
+        per_job = dict(zip(counts["job_id"], counts["n"], strict=True))
         assert all(per_job[job] == 40 for job in committed)
         # no half-written job: every run row has all of its curves
         assert set(per_job.values()) == {40}

@@ -20,18 +20,40 @@ def installed_site(tmp_path_factory) -> Path:
     its own directory, so the test environment itself is left untouched."""
     site = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", str(site), str(EXAMPLE)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(EXAMPLE),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
-    assert any(p.name.startswith("bench_example_plugin") and p.suffix == ".dist-info" for p in site.iterdir())
+    assert any(
+        p.name.startswith("bench_example_plugin") and p.suffix == ".dist-info"
+        for p in site.iterdir()
+    )
     return site
 
 
 def _bench(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(site))
-    return subprocess.run([sys.executable, "-m", "benchharness", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "benchharness", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_bench_plugins_lists_the_installed_package(installed_site, tmp_path):
@@ -47,7 +69,9 @@ def test_bench_plugins_lists_the_installed_package(installed_site, tmp_path):
 
 def test_a_spec_runs_with_the_installed_plugins(installed_site, tmp_path):
     db = tmp_path / "bench.duckdb"
-    result = _bench(installed_site, "run", str(EXAMPLE / "spec.toml"), "--db", str(db), cwd=tmp_path)
+    result = _bench(
+        installed_site, "run", str(EXAMPLE / "spec.toml"), "--db", str(db), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     result = _bench(installed_site, "report", "--db", str(db), "--format", "json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -59,8 +83,13 @@ def test_a_spec_runs_with_the_installed_plugins(installed_site, tmp_path):
 
 
 def test_without_the_package_the_spec_names_the_missing_plugin(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "benchharness", "validate", str(EXAMPLE / "spec.toml")],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "benchharness", "validate", str(EXAMPLE / "spec.toml")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "unknown" in result.stderr and "gaussian_noise" in result.stderr
     assert "Traceback" not in result.stderr

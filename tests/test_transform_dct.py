@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 
-import benchharness_plugins.transforms as transforms
 import numpy as np
 import pytest
 import scipy.fft
 import torch
-from benchharness_plugins.transforms import DCT, Identity, dct2, dct_matrix, idct2, zigzag_order
 from pydantic import ValidationError
 
+import benchharness_plugins.transforms as transforms
 from benchharness import BenchError, Data
+from benchharness_plugins.transforms import DCT, Identity, dct2, dct_matrix, idct2, zigzag_order
 
 
 def _data(x: torch.Tensor, n_test: int = 4) -> Data:
