@@ -21,22 +21,18 @@ from typing import Any
 
 from benchharness.errors import BenchError
 from benchharness.plugins import KINDS, Registry
-from benchharness.spec import (
-    CONFIG_SECTIONS,
-    HARNESS_SECTIONS,
+from benchharness.keypaths import (
     PathError,
-    Problems,
-    Spec,
     get_path,
     has_path,
     join_path,
-    read_spec,
     render,
     set_path,
+    short,
     split_path,
-    unknown_key,
-    validate,
 )
+from benchharness.problems import Problems, unknown_key, validate
+from benchharness.spec import CONFIG_SECTIONS, HARNESS_SECTIONS, Spec, read_spec
 
 __all__ = ["Job", "describe_job", "expand", "load_jobs", "resolve_config"]
 
@@ -86,23 +82,10 @@ def expand(spec: Spec, registry: Registry) -> list[Job]:
 def describe_job(job: Job) -> str:
     """One line for ``bench run --dry-run``: id, seed and the job's axis values."""
     parts = [job.id, f"seed={job.seed}"]
-    parts += [f"{path}={_short(value)}" for path, value in job.axes.items()]
+    parts += [f"{path}={short(value)}" for path, value in job.axes.items()]
     if job.quick:
         parts.append("(quick)")
     return "  ".join(parts)
-
-
-def _short(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("name"), str):
-        options = ", ".join(f"{k}={_short(v)}" for k, v in value.items() if k != "name")
-        return f"{value['name']}({options})"
-    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-        return "+".join(_short(v) for v in value) or "[]"
-    return json.dumps(value, separators=(",", ":"))
 
 
 # ------------------------------------------------------------------------ expansion
@@ -266,7 +249,13 @@ def _apply(
 
 
 def _resolved_value(config: dict[str, Any], path: str, raw: Any) -> Any:
-    """The value at ``path`` in the resolved config (defaults filled), else ``raw``."""
+    """The value at ``path`` in the resolved config (defaults filled), else ``raw``.
+
+    A table or array value stays as written (``{name = "quantize", k = 2}``): the
+    resolved form is in the config, and the written one reads better in reports.
+    """
+    if isinstance(raw, dict | list):
+        return json.loads(json.dumps(raw, default=str))
     try:
         return get_path(config, split_path(path))
     except PathError:

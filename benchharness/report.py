@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from benchharness.errors import BenchError
+from benchharness.keypaths import short
 from benchharness.records import METRIC_COLUMNS
 from benchharness.store import BASE_COLUMNS, Store, quote_ident
 
@@ -488,7 +489,7 @@ def _display(
     if "quick" in df and any(_true(v) for v in df["quick"]):
         columns.append(("quick", ["quick" if _true(v) else "" for v in df["quick"]], False))
     for axis in (a for a in axes if a in df.columns):
-        columns.append((axis, [_plain(v) for v in df[axis]], _is_number(df[axis])))
+        columns.append((axis, [_axis_text(v) for v in df[axis]], _is_number(df[axis])))
     if "n" in df:
         columns.append(("n", [_plain(v) for v in df["n"]], True))
     if "failed" in df:
@@ -519,6 +520,16 @@ def _display(
     headers = [header for header, _, _ in columns]
     rows = [list(row) for row in zip(*(cells for _, cells, _ in columns), strict=True)]
     return headers, rows, [right for _, _, right in columns]
+
+
+def _axis_text(value: Any) -> str:
+    """Axis values that are tables (stored as JSON text) in their short form."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return short(json.loads(value))
+        except ValueError:
+            pass
+    return _plain(value)
 
 
 def _pm_column(means: pd.Series, ses: pd.Series | None, unit: _Unit) -> list[str]:

@@ -122,7 +122,8 @@ class JobContext(TrainContext):
             self.eval_batch_size,
             phase_prefix="reference_",
         )
-        sub.generator = self.generator
+        # Its own generator: the job's batch order must not depend on a cache hit.
+        sub.generator = torch.Generator().manual_seed(self.seed)
         trained = plugin.train(model, sub)
         self.curves.extend(sub.curves)
         self.cache_dir.mkdir(parents=True, exist_ok=True)

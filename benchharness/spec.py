@@ -6,25 +6,22 @@ sections, a ``[matrix]`` of axes to sweep, ``[quick]`` overrides and ``[[claims]
 This module reads and checks the file's structure; :mod:`benchharness.matrix` expands the
 matrix into jobs and validates every job against the plugins' ``Options``.
 
-Problems are collected in a :class:`Problems` and raised together as one
+Problems are collected (:mod:`benchharness.problems`) and raised together as one
 :class:`~benchharness.errors.BenchError`, one line per problem::
 
     specs/x.toml: transform.ratio — must be in (0, 1], got 1.5
 
-Key paths are dotted; an integer segment indexes an array (``transform.0.ratio``) and a
-segment may be quoted (``matrix."model.width"``).
+Key paths are dotted (:mod:`benchharness.keypaths`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import hashlib
 import json
-import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +32,11 @@ from pydantic import (
     NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
-    ValidationError,
 )
 
 from benchharness.errors import BenchError
+from benchharness.keypaths import PathError, join_path, parse_override, render, set_path, split_path
+from benchharness.problems import Problems, validate
 
 __all__ = [
     "CONFIG_SECTIONS",
@@ -46,20 +44,9 @@ __all__ = [
     "Claim",
     "DataOptions",
     "MeasureOptions",
-    "PathError",
-    "Problems",
     "Spec",
-    "get_path",
-    "has_path",
-    "join_path",
     "load_spec",
-    "parse_override",
     "read_spec",
-    "render",
-    "set_path",
-    "split_path",
-    "unknown_key",
-    "validate",
 ]
 
 # Sections of a job's configuration, in the order of the pipeline.
@@ -110,231 +97,6 @@ class Claim(_Section):
     value: float = Field(description="the published value")
     se: NonNegativeFloat | None = Field(None, description="its standard error, if known")
     source: str | None = Field(None, description="where it was published")
-
-
-# -------------------------------------------------------------------------- problems
-class Problems:
-    """The problems found in one spec file, each formatted ``file: key — message``."""
-
-    def __init__(self, source: str):
-        self.source = source
-        self.lines: list[str] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.lines)
-
-    def add(self, key: str, message: str) -> None:
-        line = f"{self.source}: {key} — {message}"
-        if line not in self.lines:
-            self.lines.append(line)
-
-    def add_validation_error(
-        self, key: str, error: ValidationError, data: Any, *, fields: Iterable[str], what: str
-    ) -> None:
-        """One line per pydantic error of validating ``data``, the table at ``key``.
-
-        ``fields`` are the model's field names, listed when a key is unknown.
-        """
-        for err in error.errors():
-            loc = _existing_loc(data, err["loc"])
-            path = ".".join(p for p in (key, join_path(loc)) if p)
-            if err["type"] == "extra_forbidden":
-                known = fields if len(err["loc"]) == 1 else ()
-                self.add(path, unknown_key(str(err["loc"][-1]), known, f"option for {what}"))
-            else:
-                self.add(path, _message(err))
-
-    def extend(self, other: Problems) -> None:
-        for line in other.lines:
-            if line not in self.lines:
-                self.lines.append(line)
-
-    def raise_if_any(self) -> None:
-        if self.lines:
-            raise BenchError("\n".join(self.lines))
-
-
-def validate(
-    problems: Problems, key: str, model: type[BaseModel], data: Any, *, what: str
-) -> BaseModel | None:
-    """``model`` validated from ``data`` (the table at ``key``), or None after reporting why."""
-    if not isinstance(data, dict):
-        problems.add(key, f"must be a table, got {render(data)}")
-        return None
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        problems.add_validation_error(key, error, data, fields=model.model_fields, what=what)
-        return None
-
-
-def _existing_loc(data: Any, loc: Sequence[str | int]) -> list[str | int]:
-    """The prefix of a pydantic ``loc`` that exists in ``data`` (drops union-member tags)."""
-    out: list[str | int] = []
-    node = data
-    for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        elif i == len(loc) - 1 and isinstance(node, dict):
-            out.append(part)  # a missing or unknown key: name it
-            break
-        else:
-            break
-        out.append(part)
-    return out
-
-
-def _message(err: Any) -> str:
-    msg = str(err["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix) :]
-    if msg[:1].isupper() and not msg[1:2].isupper():
-        msg = msg[0].lower() + msg[1:]
-    value = err.get("input")
-    if err["type"] != "missing" and _is_scalar(value) and "got " not in msg:
-        msg = f"{msg}, got {render(value)}"
-    return msg
-
-
-def unknown_key(name: str, known: Iterable[str], what: str) -> str:
-    """``unknown <what> (did you mean 'x'?); known: a, b`` for a misspelt key."""
-    known = sorted(known)
-    msg = f"unknown {what}"
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        msg += f" (did you mean '{close[0]}'?)"
-    if known:
-        msg += f"; known: {', '.join(known)}"
-    return msg
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is not None and not isinstance(value, dict | list | tuple)
-
-
-def render(value: Any) -> str:
-    """A value as it would be written in TOML (near enough), for messages."""
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(", ", " = "))
-    except (TypeError, ValueError):
-        return str(value)
-
-
-# ------------------------------------------------------------------------ key paths
-class PathError(ValueError):
-    """A key path that cannot be parsed, read or written; the message says why."""
-
-
-_SEGMENT = re.compile(r"""\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*(\.|$)""")
-
-
-def split_path(key: str) -> list[str]:
-    """``'transform.0.ratio'`` → ``['transform', '0', 'ratio']``; segments may be quoted."""
-    parts: list[str] = []
-    pos = 0
-    while pos < len(key):
-        m = _SEGMENT.match(key, pos)
-        if not m:
-            raise PathError(f"not a valid key path: {key!r}")
-        parts.append(next(g for g in m.groups()[:3] if g is not None))
-        pos = m.end()
-        if m.group(4) == "" and pos < len(key):
-            raise PathError(f"not a valid key path: {key!r}")
-        if m.group(4) == "." and pos == len(key):
-            raise PathError(f"not a valid key path: {key!r}")
-    if not parts:
-        raise PathError("empty key path")
-    return parts
-
-
-def join_path(parts: Iterable[str | int]) -> str:
-    """The inverse of :func:`split_path`, quoting segments that need it."""
-    out = []
-    for part in parts:
-        text = str(part)
-        out.append(text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else json.dumps(text))
-    return ".".join(out)
-
-
-def _step(node: Any, part: str, where: list[str]) -> tuple[Any, Any]:
-    """(container, key) for one segment, raising PathError if ``node`` cannot hold it."""
-    here = join_path(where) or "the spec"
-    if isinstance(node, dict):
-        return node, part
-    if isinstance(node, list):
-        if not part.isdigit():
-            raise PathError(f"{here} is an array: index it, e.g. {join_path([*where, 0, part])}")
-        index = int(part)
-        if index >= len(node):
-            raise PathError(f"{here} has {len(node)} element(s), no index {index}")
-        return node, index
-    raise PathError(f"{here} is {render(node)}, not a table")
-
-
-def get_path(doc: Any, parts: Sequence[str]) -> Any:
-    """The value at ``parts`` in ``doc``; PathError if there is none."""
-    node = doc
-    for i, part in enumerate(parts):
-        container, key = _step(node, part, list(parts[:i]))
-        if isinstance(container, dict) and key not in container:
-            raise PathError(_no_key(parts[:i], key))
-        node = container[key]
-    return node
-
-
-def set_path(doc: dict[str, Any], parts: Sequence[str], value: Any) -> None:
-    """Set ``parts`` in ``doc`` to ``value``, creating missing tables on the way.
-
-    A table or array value replaces the whole subtree.
-    """
-    node: Any = doc
-    for i, part in enumerate(parts):
-        container, key = _step(node, part, list(parts[:i]))
-        if i == len(parts) - 1:
-            container[key] = value
-        else:
-            if isinstance(container, dict) and key not in container:
-                if key.isdigit():
-                    raise PathError(_no_key(parts[:i], key))
-                container[key] = {}
-            node = container[key]
-
-
-def _no_key(where: Sequence[str], key: str) -> str:
-    here = join_path(where) or "the spec"
-    if key.isdigit():
-        return f"{here} is a table, not an array: no index {key}"
-    return f"{here} has no key '{key}'"
-
-
-def has_path(doc: Any, parts: Sequence[str]) -> bool:
-    try:
-        get_path(doc, parts)
-    except PathError:
-        return False
-    return True
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``'model.width=2'`` → ``(['model', 'width'], 2)``.
-
-    The value is read as a TOML value (``2``, ``0.5``, ``[0, 1]``, ``"x"``, ``{name = "a"}``)
-    and otherwise taken as a plain string (``dataset.name=digits``).
-    """
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise PathError("expected key=value")
-    raw = raw.strip()
-    value: Any = raw
-    if "\n" not in raw:
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            pass
-    return split_path(key.strip()), value
 
 
 # ----------------------------------------------------------------------------- spec

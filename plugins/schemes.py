@@ -147,10 +147,11 @@ class _Compression:
             raise BenchError(f"a compressor's Δ(Θ) lacks {sorted(missing)}")
         return delta
 
-    def load(self, model_params: Mapping[str, nn.Parameter], delta: Mapping[str, Tensor]) -> None:
+    def load(self, delta: Mapping[str, Tensor]) -> None:
+        """Set the compressed parameters of the model to Δ(Θ)."""
         with torch.no_grad():
             for name, value in delta.items():
-                model_params[name].copy_(value)
+                self.params[name].copy_(value)
 
 
 class _CompressedEvaluator:
@@ -160,7 +161,9 @@ class _CompressedEvaluator:
         self.shadow = copy.deepcopy(model)
         self.params = dict(self.shadow.named_parameters())
 
-    def __call__(self, model: nn.Module, delta: Mapping[str, Tensor], ctx: TrainContext) -> Evaluation:
+    def __call__(
+        self, model: nn.Module, delta: Mapping[str, Tensor], ctx: TrainContext
+    ) -> Evaluation:
         with torch.no_grad():
             for (name, p), (_, q) in zip(
                 self.shadow.named_parameters(), model.named_parameters(), strict=True
@@ -203,10 +206,18 @@ class SchemeOptions(PluginOptions):
 class StepOptions(SchemeOptions):
     """The step-wise SGD schedule shared by iDC and LC (the LC toolkit's L step)."""
 
-    steps: int = Field(40, ge=1, description="number of steps (LC: μ values; iDC: retrain/compress rounds)")
-    epochs_per_step: int = Field(20, ge=1, description="training epochs of each step after the first")
+    steps: int = Field(
+        40, ge=1, description="number of steps (LC: μ values; iDC: retrain/compress rounds)"
+    )
+    epochs_per_step: int = Field(
+        20, ge=1, description="training epochs of each step after the first"
+    )
     first_step_epochs: int = Field(40, ge=1, description="training epochs of the first step")
-    lr: float = Field(0.09, gt=0, description="learning rate of step 0; step k uses lr·lr_decay^k (constant within the step)")
+    lr: float = Field(
+        0.09,
+        gt=0,
+        description="learning rate of step 0; step k uses lr·lr_decay^k (constant within the step)",
+    )
     lr_decay: float = Field(0.98, gt=0, le=1, description="per-step lr factor, in (0, 1]")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum, in [0, 1)")
     nesterov: bool = Field(True, description="Nesterov momentum (needs momentum > 0)")
@@ -221,12 +232,16 @@ class StepOptions(SchemeOptions):
     def sgd(self, model: nn.Module, lr: float) -> torch.optim.SGD:
         """A fresh SGD for one step (momentum buffers start at zero, as in the toolkit)."""
         return torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=self.momentum,
+            model.parameters(),
+            lr=lr,
+            momentum=self.momentum,
             nesterov=self.nesterov and self.momentum > 0,
         )
 
 
-def _start(scheme: str, model: nn.Module, ctx: TrainContext, reference: Mapping[str, Any]) -> tuple[nn.Module, _Compression]:
+def _start(
+    scheme: str, model: nn.Module, ctx: TrainContext, reference: Mapping[str, Any]
+) -> tuple[nn.Module, _Compression]:
     """Check for compressors, train/load the reference, evaluate and log it."""
     if not ctx.compressors:
         raise BenchError(
@@ -242,12 +257,18 @@ def _start(scheme: str, model: nn.Module, ctx: TrainContext, reference: Mapping[
 
 
 def _log_dc(ctx: TrainContext, ev: Evaluation, distance: float) -> None:
-    ctx.log(1, 1, phase="dc", test_loss=ev.loss, test_accuracy=ev.accuracy, constraint_norm=distance)
+    ctx.log(
+        1, 1, phase="dc", test_loss=ev.loss, test_accuracy=ev.accuracy, constraint_norm=distance
+    )
 
 
 # ------------------------------------------------------------------------ schemes
 class DC(Optimizer):
-    """Direct compression: train (or load) the reference, then compress it once."""
+    """Direct compression: train (or load) the reference, then compress it once.
+
+    Θ = Π(w̄) with each compressor as configured (``with_mu`` is not called: a μ-dependent
+    compressor such as ``lowrank_select`` uses its own ``mu`` option).
+    """
 
     name = "dc"
     version = "1"
@@ -259,7 +280,7 @@ class DC(Optimizer):
         parts = comp.compress(w)
         delta = comp.decompress(parts)
         distance = constraint_norm(w, delta)
-        comp.load(comp.params, delta)
+        comp.load(delta)
         _log_dc(ctx, _evaluate(model, ctx), distance)
         ctx.set_compressed(parts)
         return model
@@ -282,24 +303,35 @@ class IDC(Optimizer):
         planned = sum(o.step_epochs(k) for k in range(o.steps))
         done = 0
         for k in range(o.steps):
-            comp.load(comp.params, delta)
+            comp.load(delta)
             lr = o.step_lr(k)
             epochs = o.step_epochs(k)
             losses = train_epochs(
-                model, ctx, o.sgd(model, lr), epochs=epochs, batch_size=o.batch_size,
-                lr_for_epoch=lambda _e, lr=lr: lr, phase="idc_train",
-                step_offset=done, total=planned,
+                model,
+                ctx,
+                o.sgd(model, lr),
+                epochs=epochs,
+                batch_size=o.batch_size,
+                lr_for_epoch=lambda _e, lr=lr: lr,
+                phase="idc_train",
+                step_offset=done,
+                total=planned,
             )
             done += epochs
             parts = comp.compress(comp.weights())
             delta = comp.decompress(parts)
             ev = evaluate(model, delta, ctx)
             ctx.log(
-                k + 1, o.steps, phase="idc", test_loss=ev.loss, test_accuracy=ev.accuracy,
-                constraint_norm=constraint_norm(comp.weights(), delta), lr=lr,
+                k + 1,
+                o.steps,
+                phase="idc",
+                test_loss=ev.loss,
+                test_accuracy=ev.accuracy,
+                constraint_norm=constraint_norm(comp.weights(), delta),
+                lr=lr,
                 train_loss=losses[-1],
             )
-        comp.load(comp.params, delta)
+        comp.load(delta)
         ctx.set_compressed(parts)
         return model
 
@@ -308,7 +340,8 @@ class LCOptions(StepOptions):
     mu0: float = Field(9e-5, gt=0, description="μ of the first step (μ_k = mu0·mu_growth^k)")
     mu_growth: float = Field(1.1, gt=1, description="a > 1: the multiplicative μ schedule's factor")
     tolerance: float = Field(
-        1e-3, ge=0,
+        1e-3,
+        ge=0,
         description="stop after the C step once ‖w − Δ(Θ)‖ (all compressed weights) is "
         "below this; 0 = always run every step",
     )
@@ -365,9 +398,16 @@ class LC(Optimizer):
             penalty = _penalty(params, targets, mu)
             epochs = o.step_epochs(k)
             losses = train_epochs(
-                model, ctx, o.sgd(model, lr), epochs=epochs, batch_size=o.batch_size,
-                lr_for_epoch=lambda _e, lr=lr: lr, penalty=penalty, phase="lc_l",
-                step_offset=done, total=planned,
+                model,
+                ctx,
+                o.sgd(model, lr),
+                epochs=epochs,
+                batch_size=o.batch_size,
+                lr_for_epoch=lambda _e, lr=lr: lr,
+                penalty=penalty,
+                phase="lc_l",
+                step_offset=done,
+                total=planned,
             )
             done += epochs
             # C step on w − λ/μ
@@ -380,13 +420,20 @@ class LC(Optimizer):
             distance = constraint_norm(w, delta)
             ev = evaluate(model, delta, ctx)
             ctx.log(
-                k + 1, o.steps, phase="lc", mu=mu, lr=lr, constraint_norm=distance,
-                test_loss=ev.loss, test_accuracy=ev.accuracy, train_loss=losses[-1],
+                k + 1,
+                o.steps,
+                phase="lc",
+                mu=mu,
+                lr=lr,
+                constraint_norm=distance,
+                test_loss=ev.loss,
+                test_accuracy=ev.accuracy,
+                train_loss=losses[-1],
                 lagrange_norm=_norm(lam),
             )
             if distance < o.tolerance:
                 break
-        comp.load(comp.params, delta)
+        comp.load(delta)
         ctx.set_compressed(parts)
         return model
 
@@ -405,7 +452,9 @@ def _penalty(params: list[nn.Parameter], targets: list[Tensor], mu: float) -> Ca
 class RetrainOptions(SchemeOptions):
     epochs: int = Field(20, ge=1, description="fine-tuning epochs after the compression")
     lr: float = Field(0.01, gt=0, description="initial fine-tuning learning rate")
-    schedule: Literal["constant", "cosine", "step"] = Field("cosine", description="epoch-wise lr schedule (see sgd)")
+    schedule: Literal["constant", "cosine", "step"] = Field(
+        "cosine", description="epoch-wise lr schedule (see sgd)"
+    )
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum, in [0, 1)")
     nesterov: bool = Field(True, description="Nesterov momentum (needs momentum > 0)")
     batch_size: int = Field(256, gt=0, description="minibatch size")
@@ -436,18 +485,24 @@ class Retrain(Optimizer):
         parts = comp.compress(w)
         delta = comp.decompress(parts)
         distance = constraint_norm(w, delta)
-        comp.load(comp.params, delta)
+        comp.load(delta)
         _log_dc(ctx, _evaluate(model, ctx), distance)
 
         masks = {n: (delta[n] != 0).to(delta[n].dtype) for n in comp.params}
         handles = [p.register_hook(lambda g, m=masks[n]: g * m) for n, p in comp.params.items()]
         try:
             opt = torch.optim.SGD(
-                model.parameters(), lr=o.lr, momentum=o.momentum,
+                model.parameters(),
+                lr=o.lr,
+                momentum=o.momentum,
                 nesterov=o.nesterov and o.momentum > 0,
             )
             train_epochs(
-                model, ctx, opt, epochs=o.epochs, batch_size=o.batch_size,
+                model,
+                ctx,
+                opt,
+                epochs=o.epochs,
+                batch_size=o.batch_size,
                 lr_for_epoch=lambda e: lr_at(e, lr=o.lr, epochs=o.epochs, schedule=o.schedule),
                 phase="retrain",
             )
@@ -461,10 +516,16 @@ class Retrain(Optimizer):
         parts = comp.compress(tuned)
         delta = comp.decompress(parts)
         moved = constraint_norm(tuned, delta)
-        comp.load(comp.params, delta)
+        comp.load(delta)
         ev = _evaluate(model, ctx)
-        ctx.log(1, 1, phase="retrain_final", test_loss=ev.loss, test_accuracy=ev.accuracy,
-                recompress_distance=moved)
+        ctx.log(
+            1,
+            1,
+            phase="retrain_final",
+            test_loss=ev.loss,
+            test_accuracy=ev.accuracy,
+            recompress_distance=moved,
+        )
         ctx.set_compressed(parts)
         return model
 
