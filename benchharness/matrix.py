@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from benchharness.errors import BenchError
-from benchharness.plugins import KINDS, Registry
 from benchharness.keypaths import (
     PathError,
     get_path,
@@ -31,6 +30,7 @@ from benchharness.keypaths import (
     short,
     split_path,
 )
+from benchharness.plugins import KINDS, Registry
 from benchharness.problems import Problems, unknown_key, validate
 from benchharness.spec import CONFIG_SECTIONS, HARNESS_SECTIONS, Spec, read_spec
 
