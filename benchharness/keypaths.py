@@ -146,15 +146,23 @@ def render(value: Any) -> str:
         return str(value)
 
 
-def short(value: Any) -> str:
-    """A compact one-line form of a spec value: ``quantize(k=2)``, ``prune(keep=0.05)+...``."""
+def short(value: Any, *, depth: int = 0) -> str:
+    """A compact one-line form of a spec value: ``quantize(k=2)``, ``prune(keep=0.05)+...``.
+
+    A plugin table that is an option of another shows only its name
+    (``lc(reference=sgd, ...)``); a list of tables shows each in full (``additive(parts=...)``).
+    """
     if value is None:
         return "-"
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and isinstance(value.get("name"), str):
-        options = ", ".join(f"{k}={short(v)}" for k, v in value.items() if k != "name")
+        if depth > 0:
+            return value["name"]
+        options = ", ".join(
+            f"{k}={short(v, depth=depth + 1)}" for k, v in value.items() if k != "name"
+        )
         return f"{value['name']}({options})" if options else value["name"]
-    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-        return "+".join(short(v) for v in value) or "[]"
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return "+".join(short(v) for v in value)
     return json.dumps(value, separators=(",", ":"))

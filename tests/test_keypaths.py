@@ -74,5 +74,12 @@ def test_short_form_of_spec_values():
         "prune(keep=0.01)+quantize(k=2)"
     )
     assert short({"name": "none"}) == "none"
+    assert short({"name": "lc", "steps": 3, "reference": {"name": "sgd", "lr": 0.1}}) == (
+        "lc(steps=3, reference=sgd)"
+    )
+    assert short({"name": "additive", "parts": [{"name": "prune", "keep": 0.01}]}) == (
+        "additive(parts=prune(keep=0.01))"
+    )
+    assert short([]) == "[]"
     assert short(None) == "-"
     assert short(0.5) == "0.5"
