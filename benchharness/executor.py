@@ -26,7 +26,7 @@ from benchharness.matrix import Job
 from benchharness.plugins import Registry, get_registry
 from benchharness.progress import StudyProgress
 from benchharness.records import RunRecord
-from benchharness.runner import Progress, run_job
+from benchharness.runner import Progress, failed_record, run_job
 
 Save = Callable[[RunRecord], Any]
 
@@ -218,20 +218,10 @@ def _reap_dead_workers(
             continue
         job = by_id[in_flight.pop(w.pid)]
         now = datetime.now(UTC)
-        record = RunRecord(
-            job_id=job.id,
-            config_id=job.config_id,
-            spec_name=job.spec_name,
-            spec_hash=job.spec_hash,
-            quick=job.quick,
-            seed=job.seed,
-            config=job.config,
-            axes=job.axes,
-            status="failed",
-            error=f"worker process died with exit code {w.exitcode}",
-            started_at=now,
-            finished_at=now,
+        record = failed_record(
+            job, started_at=now, error=f"worker process died with exit code {w.exitcode}"
         )
+        record.finished_at = now
         _finish(record, save, progress)
         lost.append(record)
     return lost

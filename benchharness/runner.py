@@ -178,6 +178,23 @@ def apply_compressors(model: nn.Module, compressors: list[Any]) -> list[Compress
     return parts
 
 
+def failed_record(job: Job, *, started_at: datetime, error: str | None = None) -> RunRecord:
+    """A record of ``job`` with status failed: what is stored unless the job completes."""
+    return RunRecord(
+        job_id=job.id,
+        config_id=job.config_id,
+        spec_name=job.spec_name,
+        spec_hash=job.spec_hash,
+        quick=job.quick,
+        seed=job.seed,
+        config=job.config,
+        axes=job.axes,
+        status="failed",
+        error=error,
+        started_at=started_at,
+    )
+
+
 def run_job(
     job: Job,
     *,
@@ -189,19 +206,7 @@ def run_job(
 ) -> RunRecord:
     """Run one job end to end. Never raises for a job's own failure: a failed RunRecord
     carries the error instead, so the other jobs go on."""
-    started = datetime.now(UTC)
-    record = RunRecord(
-        job_id=job.id,
-        config_id=job.config_id,
-        spec_name=job.spec_name,
-        spec_hash=job.spec_hash,
-        quick=job.quick,
-        seed=job.seed,
-        config=job.config,
-        axes=job.axes,
-        status="failed",
-        started_at=started,
-    )
+    record = failed_record(job, started_at=datetime.now(UTC))
     used = [
         ("dataset", job.config["dataset"]["name"]),
         ("model", job.config["model"]["name"]),

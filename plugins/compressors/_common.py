@@ -7,11 +7,43 @@ counted as a 32-bit float, whatever the dtype of the tensor being compressed.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from benchharness import Compressed
+
 FLOAT_BITS = 32
+
+
+class LayerTheta(Protocol):
+    """One layer's part of Θ."""
+
+    def dense(self) -> Tensor: ...
+
+    def bits(self) -> int: ...
+
+    def macs(self, dense_macs: int) -> int: ...
+
+
+class LayerwiseWeights(Compressed):
+    """Θ made of independent per-layer parts (:class:`LayerTheta`), keyed by weight name."""
+
+    realised = True
+
+    def __init__(self, layers: dict[str, LayerTheta]):
+        self.layers = layers
+
+    def decompress(self) -> dict[str, Tensor]:
+        return {name: layer.dense() for name, layer in self.layers.items()}
+
+    def bits(self) -> int:
+        return sum(layer.bits() for layer in self.layers.values())
+
+    def effective_macs(self, name: str, dense_macs: int) -> int:
+        layer = self.layers.get(name)
+        return dense_macs if layer is None else layer.macs(dense_macs)
 
 
 def index_bits(choices: int) -> int:

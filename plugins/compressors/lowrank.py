@@ -18,9 +18,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from benchharness import Compressed, Compressor, CompressorOptions
+from benchharness import Compressor, CompressorOptions
 
-from ._common import FLOAT_BITS, as_matrix, scaled_macs
+from ._common import FLOAT_BITS, LayerwiseWeights, as_matrix, scaled_macs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,30 +42,18 @@ class FactorLayer:
     def bits(self) -> int:
         return FLOAT_BITS * (self.us.numel() + self.v.numel())
 
+    def macs(self, dense_macs: int) -> int:
+        m, n = self.us.shape[0], self.v.shape[0]
+        return scaled_macs(dense_macs, self.rank * (m + n), m * n)
 
-class FactorWeights(Compressed):
+
+class FactorWeights(LayerwiseWeights):
     """Θ of the low-rank compressors: per layer the factors (U·S, V)."""
 
-    realised = True
-
-    def __init__(self, layers: dict[str, FactorLayer]):
-        self.layers = layers
-
-    def decompress(self) -> dict[str, Tensor]:
-        return {name: layer.dense() for name, layer in self.layers.items()}
-
-    def bits(self) -> int:
-        return sum(layer.bits() for layer in self.layers.values())
+    layers: dict[str, FactorLayer]
 
     def ranks(self) -> dict[str, int]:
         return {name: layer.rank for name, layer in self.layers.items()}
-
-    def effective_macs(self, name: str, dense_macs: int) -> int:
-        layer = self.layers.get(name)
-        if layer is None:
-            return dense_macs
-        m, n = layer.us.shape[0], layer.v.shape[0]
-        return scaled_macs(dense_macs, layer.rank * (m + n), m * n)
 
 
 def _svd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:

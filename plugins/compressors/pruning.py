@@ -16,10 +16,11 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from benchharness import BenchError, Compressed, Compressor, CompressorOptions
+from benchharness import BenchError, Compressor, CompressorOptions
 
 from ._common import (
     FLOAT_BITS,
+    LayerwiseWeights,
     as_matrix,
     fraction_count,
     index_bits,
@@ -54,26 +55,14 @@ class SparseLayer:
     def bits(self) -> int:
         return self.nnz * (FLOAT_BITS + index_bits(self.numel))
 
+    def macs(self, dense_macs: int) -> int:
+        return scaled_macs(dense_macs, self.nnz, self.numel)
 
-class SparseWeights(Compressed):
+
+class SparseWeights(LayerwiseWeights):
     """Θ of ``prune`` / ``prune_l1``: per layer, kept values and ⌈log2 numel⌉-bit indices."""
 
-    realised = True
-
-    def __init__(self, layers: dict[str, SparseLayer]):
-        self.layers = layers
-
-    def decompress(self) -> dict[str, Tensor]:
-        return {name: layer.dense() for name, layer in self.layers.items()}
-
-    def bits(self) -> int:
-        return sum(layer.bits() for layer in self.layers.values())
-
-    def effective_macs(self, name: str, dense_macs: int) -> int:
-        layer = self.layers.get(name)
-        if layer is None:
-            return dense_macs
-        return scaled_macs(dense_macs, layer.nnz, layer.numel)
+    layers: dict[str, SparseLayer]
 
 
 def _sparse_from_dense(name_to_dense: Mapping[str, Tensor], dtypes: Mapping[str, torch.dtype]):
@@ -234,26 +223,14 @@ class RowLayer:
     def bits(self) -> int:
         return FLOAT_BITS * self.rows.numel() + self.kept.numel()
 
+    def macs(self, dense_macs: int) -> int:
+        return scaled_macs(dense_macs, int(self.kept.sum()), self.kept.numel())
 
-class RowWeights(Compressed):
+
+class RowWeights(LayerwiseWeights):
     """Θ of ``prune_structured``: a bitmask over output rows plus the kept rows' values."""
 
-    realised = True
-
-    def __init__(self, layers: dict[str, RowLayer]):
-        self.layers = layers
-
-    def decompress(self) -> dict[str, Tensor]:
-        return {name: layer.dense() for name, layer in self.layers.items()}
-
-    def bits(self) -> int:
-        return sum(layer.bits() for layer in self.layers.values())
-
-    def effective_macs(self, name: str, dense_macs: int) -> int:
-        layer = self.layers.get(name)
-        if layer is None:
-            return dense_macs
-        return scaled_macs(dense_macs, int(layer.kept.sum()), layer.kept.numel())
+    layers: dict[str, RowLayer]
 
 
 class PruneStructuredOptions(CompressorOptions):

@@ -16,9 +16,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from benchharness import Compressed, Compressor, CompressorOptions
+from benchharness import Compressor, CompressorOptions
 
-from ._common import FLOAT_BITS, index_bits, top_k_mask
+from ._common import FLOAT_BITS, LayerwiseWeights, index_bits, top_k_mask
 
 
 # --------------------------------------------------------------------------------- Θ
@@ -39,20 +39,14 @@ class CodebookLayer:
     def bits(self) -> int:
         return self.codes.numel() * self.bits_per_code + self.codebook_bits
 
+    def macs(self, dense_macs: int) -> int:
+        return dense_macs  # every weight is still multiplied
 
-class CodebookWeights(Compressed):
+
+class CodebookWeights(LayerwiseWeights):
     """Θ of the quantisers: per layer, a codebook and one index per weight."""
 
-    realised = True
-
-    def __init__(self, layers: dict[str, CodebookLayer]):
-        self.layers = layers
-
-    def decompress(self) -> dict[str, Tensor]:
-        return {name: layer.dense() for name, layer in self.layers.items()}
-
-    def bits(self) -> int:
-        return sum(layer.bits() for layer in self.layers.values())
+    layers: dict[str, CodebookLayer]
 
 
 def _learned_layer(w: Tensor, codebook: np.ndarray, codes: np.ndarray) -> CodebookLayer:
