@@ -305,19 +305,10 @@ class IDC(Optimizer):
         for k in range(o.steps):
             comp.load(delta)
             lr = o.step_lr(k)
-            epochs = o.step_epochs(k)
-            losses = train_epochs(
-                model,
-                ctx,
-                o.sgd(model, lr),
-                epochs=epochs,
-                batch_size=o.batch_size,
-                lr_for_epoch=lambda _e, lr=lr: lr,
-                phase="idc_train",
-                step_offset=done,
-                total=planned,
+            train_loss = _train_step(
+                model, ctx, o, k, lr, phase="idc_train", done=done, planned=planned
             )
-            done += epochs
+            done += o.step_epochs(k)
             parts = comp.compress(comp.weights())
             delta = comp.decompress(parts)
             ev = evaluate(model, delta, ctx)
@@ -329,7 +320,7 @@ class IDC(Optimizer):
                 test_accuracy=ev.accuracy,
                 constraint_norm=constraint_norm(comp.weights(), delta),
                 lr=lr,
-                train_loss=losses[-1],
+                train_loss=train_loss,
             )
         comp.load(delta)
         ctx.set_compressed(parts)
@@ -396,20 +387,10 @@ class LC(Optimizer):
             # L step: the penalty's target is Δ(Θ) + λ/μ (AL) or Δ(Θ) (QP)
             targets = [(delta[n] + lam[n] / mu) if al else delta[n] for n in names]
             penalty = _penalty(params, targets, mu)
-            epochs = o.step_epochs(k)
-            losses = train_epochs(
-                model,
-                ctx,
-                o.sgd(model, lr),
-                epochs=epochs,
-                batch_size=o.batch_size,
-                lr_for_epoch=lambda _e, lr=lr: lr,
-                penalty=penalty,
-                phase="lc_l",
-                step_offset=done,
-                total=planned,
+            train_loss = _train_step(
+                model, ctx, o, k, lr, phase="lc_l", done=done, planned=planned, penalty=penalty
             )
-            done += epochs
+            done += o.step_epochs(k)
             # C step on w − λ/μ
             w = comp.weights()
             shifted = {n: w[n] - lam[n] / mu for n in names} if al else w
@@ -428,7 +409,7 @@ class LC(Optimizer):
                 constraint_norm=distance,
                 test_loss=ev.loss,
                 test_accuracy=ev.accuracy,
-                train_loss=losses[-1],
+                train_loss=train_loss,
                 lagrange_norm=_norm(lam),
             )
             if distance < o.tolerance:
@@ -436,6 +417,36 @@ class LC(Optimizer):
         comp.load(delta)
         ctx.set_compressed(parts)
         return model
+
+
+def _train_step(
+    model: nn.Module,
+    ctx: TrainContext,
+    o: StepOptions,
+    k: int,
+    lr: float,
+    *,
+    phase: str,
+    done: int,
+    planned: int,
+    penalty: Callable[[], Tensor] | None = None,
+) -> float:
+    """Step k's training (iDC's retraining, LC's L step) at a constant lr: a fresh SGD for
+    ``o.step_epochs(k)`` epochs, logged as epochs ``done+1..`` of ``planned``. Returns the
+    last epoch's mean training loss."""
+    losses = train_epochs(
+        model,
+        ctx,
+        o.sgd(model, lr),
+        epochs=o.step_epochs(k),
+        batch_size=o.batch_size,
+        lr_for_epoch=lambda _epoch: lr,
+        penalty=penalty,
+        phase=phase,
+        step_offset=done,
+        total=planned,
+    )
+    return losses[-1]
 
 
 def _penalty(params: list[nn.Parameter], targets: list[Tensor], mu: float) -> Callable[[], Tensor]:
