@@ -53,11 +53,6 @@ def as_list(section: Any) -> list[dict[str, Any]]:
     return list(section)
 
 
-def _plugin_options(table: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    options = {k: v for k, v in table.items() if k != "name"}
-    return table["name"], options
-
-
 def _subset(
     x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,7 +66,8 @@ def _subset(
 def prepare(configs: list[dict[str, Any]], registry: Registry, data_dir: Path) -> None:
     """Load (and download, if missing) every dataset the configs use, once, up front:
     a missing dataset is one error for the study, not one failure per job."""
-    for config in configs:
+    distinct = {_key(c["dataset"], c.get("data") or {}): c for c in configs}
+    for config in distinct.values():
         load_dataset(config, registry, data_dir)
 
 
@@ -81,8 +77,7 @@ def load_dataset(config: dict[str, Any], registry: Registry, data_dir: Path) -> 
     base_key = _key(config["dataset"], data_section)
     data = _lookup(base_key)
     if data is None:
-        name, options = _plugin_options(config["dataset"])
-        data = registry.create("dataset", name, options).load(data_dir)
+        data = registry.from_table("dataset", config["dataset"]).load(data_dir)
         seed = int(data_section.get("subset_seed", 0))
         train_x, train_y = _subset(
             data.train_x, data.train_y, data_section.get("train_subset"), seed
@@ -107,7 +102,6 @@ def load(config: dict[str, Any], registry: Registry, data_dir: Path) -> tuple[Da
     if transformed is None:
         transformed = data
         for table in transforms:
-            name, options = _plugin_options(table)
-            transformed = registry.create("transform", name, options).apply(transformed)
+            transformed = registry.from_table("transform", table).apply(transformed)
         transformed = _remember(full_key, transformed)
     return data, transformed

@@ -89,10 +89,7 @@ def execute(
     missing dataset raises one :class:`BenchError` instead of failing every job.
     """
     registry = registry or get_registry()
-    unique_datasets = {
-        (repr(j.config["dataset"]), repr(j.config.get("data"))): j.config for j in jobs
-    }
-    datacache.prepare(list(unique_datasets.values()), registry, data_dir)
+    datacache.prepare([job.config for job in jobs], registry, data_dir)
     progress = progress or StudyProgress(len(jobs), len(devices))
     paths = _Paths(data_dir, cache_dir)
     try:

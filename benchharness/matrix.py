@@ -34,7 +34,7 @@ from benchharness.plugins import KINDS, Registry
 from benchharness.problems import Problems, unknown_key, validate
 from benchharness.spec import CONFIG_SECTIONS, HARNESS_SECTIONS, Spec, read_spec
 
-__all__ = ["Job", "describe_job", "expand", "load_jobs", "resolve_config"]
+__all__ = ["Job", "describe_job", "digest", "expand", "load_jobs", "resolve_config"]
 
 _MULTI_SECTIONS = ("transform", "compressor")  # a table or an array of tables
 _REQUIRED_SECTIONS = ("dataset", "model", "optimizer")
@@ -262,9 +262,14 @@ def _resolved_value(config: dict[str, Any], path: str, raw: Any) -> Any:
         return json.loads(json.dumps(raw, default=str))
 
 
-def _digest(spec_name: str, config: dict[str, Any]) -> str:
-    text = json.dumps({"spec": spec_name, "config": config}, sort_keys=True, separators=(",", ":"))
+def digest(value: Any) -> str:
+    """First 16 hex digits of the sha256 of ``value``'s canonical JSON (sorted, compact)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _digest(spec_name: str, config: dict[str, Any]) -> str:
+    return digest({"spec": spec_name, "config": config})
 
 
 def _make_job(spec: Spec, config: dict[str, Any], axes: dict[str, Any], seed: int) -> Job:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import pluggy
+from pydantic import ValidationError
 
 from benchharness import api, hookspecs
 from benchharness.errors import BenchError
@@ -92,6 +93,24 @@ class Registry:
         """An instance of plugin ``name`` with ``options`` validated by its Options model."""
         cls = self.get(kind, name).cls
         return cls(cls.Options(**(options or {})))
+
+    def from_table(self, kind: str, table: Mapping[str, Any]) -> Any:
+        """An instance from a spec table: ``{"name": ..., **options}``.
+
+        Tables that the spec loader has not validated (e.g. an optimizer table inside
+        another plugin's options) fail here with a one-line BenchError.
+        """
+        options = {k: v for k, v in table.items() if k != "name"}
+        name = table.get("name")
+        if not isinstance(name, str):
+            raise BenchError(f"{kind} table {dict(table)} has no `name`")
+        try:
+            return self.create(kind, name, options)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))} — {e['msg']}" for e in error.errors()
+            )
+            raise BenchError(f"{kind} '{name}': {problems}") from None
 
 
 def plugin_manager(extra_plugins: Iterable[object] = ()) -> pluggy.PluginManager:

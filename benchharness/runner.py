@@ -4,8 +4,6 @@ touches the database (it returns a RunRecord)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 import time
@@ -23,7 +21,7 @@ from torch import nn
 from benchharness import datacache, metrics, provenance
 from benchharness.api import Compressed, Data, Evaluation, TrainContext
 from benchharness.errors import BenchError, Diverged
-from benchharness.matrix import Job
+from benchharness.matrix import Job, digest
 from benchharness.plugins import Registry, plugin_versions
 from benchharness.records import CurvePoint, RunRecord
 
@@ -96,13 +94,9 @@ class JobContext(TrainContext):
         self.compressed = list(compressed)
 
     def train_reference(self, model: nn.Module, optimizer: Mapping[str, Any]) -> nn.Module:
-        table = dict(optimizer)
-        if "name" not in table:
-            raise BenchError(f"reference optimizer table {table} has no `name`")
-        name = table.pop("name")
-        plugin = self.registry.create("optimizer", name, table)
-        resolved = {"name": name, **plugin.options.model_dump(mode="json")}
-        key = _hash(
+        plugin = self.registry.from_table("optimizer", optimizer)
+        resolved = {"name": plugin.name, **plugin.options.model_dump(mode="json")}
+        key = digest(
             {k: self.job.config.get(k) for k in ("dataset", "data", "transform", "model", "seed")}
             | {"reference_optimizer": resolved}
         )
@@ -142,16 +136,6 @@ def place(data: Data, device: torch.device) -> Data:
         if needed > free // 2:
             return data
     return data.to(device)
-
-
-def _hash(value: Any) -> str:
-    return hashlib.sha256(
-        json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()[:16]
-
-
-def _create(registry: Registry, kind: str, table: dict[str, Any]) -> Any:
-    return registry.create(kind, table["name"], {k: v for k, v in table.items() if k != "name"})
 
 
 def apply_compressors(model: nn.Module, compressors: list[Any]) -> list[Compressed]:
@@ -248,7 +232,7 @@ def _run(
     data = place(data, device)
 
     seed_everything(job.seed)
-    model = _create(registry, "model", config["model"]).build(data.input_shape, data.num_classes)
+    model = registry.from_table("model", config["model"]).build(data.input_shape, data.num_classes)
     model = model.to(device)
     count_flops = bool(measure.get("flops", True))
     flops, per_module = (
@@ -256,9 +240,9 @@ def _run(
     )
 
     compressors = [
-        _create(registry, "compressor", c) for c in datacache.as_list(config.get("compressor"))
+        registry.from_table("compressor", c) for c in datacache.as_list(config.get("compressor"))
     ]
-    optimizer = _create(registry, "optimizer", config["optimizer"])
+    optimizer = registry.from_table("optimizer", config["optimizer"])
     ctx = JobContext(
         job,
         data,

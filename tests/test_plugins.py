@@ -121,3 +121,16 @@ def test_a_builtin_module_registers_its_classes_only_when_its_hook_is_called():
     pm.hook.register_models(register=seen.append)
     assert {cls.name for cls in seen} == {"compressednet", "lenet300", "lenet5"}
     assert all(issubclass(cls, Model) and not issubclass(cls, Transform) for cls in seen)
+
+
+def test_from_table_turns_bad_options_into_one_line():
+    registry = get_registry()
+    sgd = registry.from_table("optimizer", {"name": "sgd", "lr": 0.5})
+    assert sgd.name == "sgd" and sgd.options.lr == 0.5
+    with pytest.raises(BenchError) as info:
+        registry.from_table("optimizer", {"name": "sgd", "lr": -1, "epochz": 3})
+    message = str(info.value)
+    assert message.startswith("optimizer 'sgd': ") and len(message.splitlines()) == 1
+    assert "lr" in message and "epochz" in message
+    with pytest.raises(BenchError, match="has no `name`"):
+        registry.from_table("optimizer", {"lr": 0.5})

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from benchharness import BenchError, datacache
 from benchharness.matrix import load_jobs
 from benchharness.plugins import get_registry
-from benchharness.runner import JobContext, _create, run_job, seed_everything
+from benchharness.runner import JobContext, run_job, seed_everything
 from benchharness_plugins import schemes
 from benchharness_plugins.schemes import constraint_norm, lagrange_update
 
@@ -82,14 +82,14 @@ def _train(job, cache: Path) -> tuple[torch.nn.Module, JobContext]:
     registry = get_registry()
     _raw, data = datacache.load(job.config, registry, cache / "data")
     seed_everything(job.seed)
-    model = _create(registry, "model", job.config["model"]).build(
+    model = registry.from_table("model", job.config["model"]).build(
         data.input_shape, data.num_classes
     )
     compressors = [
-        _create(registry, "compressor", c) for c in datacache.as_list(job.config["compressor"])
+        registry.from_table("compressor", c) for c in datacache.as_list(job.config["compressor"])
     ]
     ctx = JobContext(job, data, CPU, registry, compressors, cache, lambda e: None, 1000)
-    optimizer = _create(registry, "optimizer", job.config["optimizer"])
+    optimizer = registry.from_table("optimizer", job.config["optimizer"])
     return optimizer.train(model, ctx), ctx
 
 
