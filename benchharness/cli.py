@@ -126,8 +126,7 @@ def run(
         err=True,
     )
     for record in failed:
-        first = (record.error or "").splitlines() or ["(no error message)"]
-        typer.echo(f"  failed {record.job_id}: {first[0]}", err=True)
+        typer.echo(f"  failed {record.job_id}: {record.error_line()}", err=True)
     if failed or missing:
         raise typer.Exit(1)
 

@@ -42,13 +42,11 @@ class StudyProgress:
         self.total = total
         self.workers = max(workers, 1)
         self.done = 0
-        self.failed = 0
         self.started = time.monotonic()
         self.job_started: dict[str, float] = {}
         self.phase_started: dict[tuple[str, str], float] = {}
         self.last_event: dict[str, float] = {}
         self.index: dict[str, int] = {}
-        self.jobs: dict[str, Job] = {}
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self._rich: Progress | None = None
@@ -79,7 +77,6 @@ class StudyProgress:
     def job_started_event(self, job: Job) -> None:
         i = len(self.index) + 1
         self.index[job.id] = i
-        self.jobs[job.id] = job
         self.job_started[job.id] = time.monotonic()
         self._print(f"[job {i}/{self.total}] start {describe_job(job)}")
         if self._rich is not None:
@@ -118,8 +115,7 @@ class StudyProgress:
             acc = record.metrics.get("test_accuracy")
             result = f"test accuracy {100 * acc:.2f}%" if acc is not None else "completed"
         else:
-            self.failed += 1
-            result = f"FAILED: {(record.error or '').splitlines()[0] if record.error else ''}"
+            result = f"FAILED: {record.error_line()}"
             if kept_earlier:
                 result += " (the earlier completed result is kept)"
         if self._rich is not None:

@@ -70,3 +70,8 @@ class RunRecord:
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)  # PROVENANCE_COLUMNS
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+    def error_line(self) -> str:
+        """The first line of the error, for one-line summaries."""
+        lines = (self.error or "").splitlines()
+        return lines[0] if lines else "(no error message)"
