@@ -16,7 +16,9 @@ from benchharness.api import (
     PluginOptions,
     TrainContext,
     Transform,
+    build_plugin,
 )
+from benchharness.compression import Captured, CompressionContext, check_compressed
 from benchharness.errors import BenchError, Diverged
 from benchharness.hookspecs import hookimpl
 
@@ -24,7 +26,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BenchError",
+    "Captured",
     "Compressed",
+    "CompressionContext",
     "Compressor",
     "CompressorOptions",
     "Data",
@@ -38,5 +42,7 @@ __all__ = [
     "TrainContext",
     "Transform",
     "__version__",
+    "build_plugin",
+    "check_compressed",
     "hookimpl",
 ]

@@ -22,11 +22,14 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from benchharness.compression import CompressionContext
 
 __all__ = [
     "Compressed",
@@ -41,6 +44,7 @@ __all__ = [
     "PluginOptions",
     "TrainContext",
     "Transform",
+    "build_plugin",
 ]
 
 
@@ -68,14 +72,36 @@ class Plugin:
         return doc.splitlines()[0] if doc else ""
 
 
+def build_plugin(kind: str, table: Mapping[str, Any], info: ValidationInfo | None = None) -> Plugin:
+    """A plugin built from a spec table nested in another plugin's options, such as the
+    parts of ``additive`` or the base optimizer of a wrapping scheme.
+
+    Call it from a pydantic validator of your ``Options`` and pass the validator's
+    ``info``: the harness validates with its registry in ``info.context["registry"]``,
+    which also holds plugins registered in-process. Without one (options built by hand)
+    the default registry is used: the built-ins and every installed package's plugins.
+    Errors are :class:`benchharness.errors.BenchError` with one line.
+    """
+    from benchharness.plugins import get_registry
+
+    context = (info.context if info is not None else None) or {}
+    registry = context.get("registry") or get_registry()
+    return registry.from_table(kind, table)
+
+
 # ---------------------------------------------------------------------------- data
 @dataclasses.dataclass(frozen=True)
 class Data:
     """A classification dataset held as tensors.
 
     ``*_x`` are float tensors ``(N, *input_shape)``; ``*_y`` are int64 class labels.
-    ``input_values`` is how many numbers one sample needs once stored (a transform that
-    keeps k of 784 DCT coefficients sets it to k); ``None`` means every element.
+    ``input_values`` is how many numbers (values only) one sample needs once stored (a
+    transform that keeps k of 784 DCT coefficients sets it to k); ``None`` means every
+    element. ``input_bits`` is the exact storage of one sample in bits, everything a
+    decoder needs included (e.g. which coefficients were kept); ``None`` means
+    ``input_values`` 32-bit floats. The harness's ``input_ratio`` is the raw data's
+    :attr:`stored_input_bits` over the transformed data's, so a transform (or dataset)
+    that sets one of the two sets both.
     """
 
     train_x: Tensor
@@ -84,6 +110,7 @@ class Data:
     test_y: Tensor
     num_classes: int
     input_values: int | None = None
+    input_bits: int | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -94,6 +121,13 @@ class Data:
         if self.input_values is not None:
             return self.input_values
         return math.prod(self.input_shape)
+
+    @property
+    def stored_input_bits(self) -> int:
+        """Bits per stored sample: ``input_bits``, else 32 per stored value."""
+        if self.input_bits is not None:
+            return self.input_bits
+        return 32 * self.stored_input_values
 
     def replace(self, **changes: Any) -> Data:
         return dataclasses.replace(self, **changes)
@@ -133,7 +167,15 @@ class Transform(Plugin, ABC):
 
     @abstractmethod
     def apply(self, data: Data) -> Data:
-        """Return transformed data; set ``input_values`` if fewer numbers are stored."""
+        """Return transformed data; set ``input_values`` if fewer numbers are stored per
+        sample, and ``input_bits`` if they cost other than 32 bits each (e.g. positions)."""
+
+    def flops(self, input_shape: tuple[int, ...]) -> int | None:
+        """FLOPs (2 per multiply-accumulate) to transform one sample of ``input_shape`` at
+        inference time, as the deployed pipeline would; stored as ``transform_flops`` and
+        added into ``flops_total``. ``None`` (the default) means unknown: the total is then
+        left empty rather than understated."""
+        return None
 
 
 # -------------------------------------------------------------------------- models
@@ -151,11 +193,13 @@ class Model(Plugin, ABC):
 class Compressed(ABC):
     """Θ: a compressed form of some named weight tensors.
 
-    ``realised`` says whether the saving exists in an exported model (values removed or
-    coded) or is only simulated (e.g. a mask over dense storage).
+    Every subclass states ``realised`` (a class or instance attribute): ``True`` when the
+    saving exists in an exported model (values removed or coded), ``False`` when it is
+    only simulated (e.g. a mask over dense storage). The harness refuses a ``Compressed``
+    that leaves it unstated.
     """
 
-    realised: bool = True
+    realised: bool | None = None
 
     @abstractmethod
     def decompress(self) -> dict[str, Tensor]:
@@ -163,7 +207,8 @@ class Compressed(ABC):
 
     @abstractmethod
     def bits(self) -> int:
-        """Exact storage of Θ in bits."""
+        """Exact storage of Θ in bits: the compressed weights only (biases and the
+        weights no compressor selected are counted by the harness at 32 bits each)."""
 
     def effective_macs(self, name: str, dense_macs: int) -> int:
         """Multiply-accumulates of the layer owning weight ``name`` once compressed.
@@ -171,6 +216,23 @@ class Compressed(ABC):
         Defaults to ``dense_macs``; pruning returns fewer, low-rank the two factors' cost.
         """
         return dense_macs
+
+    def deploy(self, name: str, module: nn.Module) -> nn.Module | None:
+        """The layer owning weight ``name`` as it runs from Θ's stored form, or ``None``.
+
+        ``module`` is that layer (an ``nn.Linear`` / ``nn.Conv*d``) holding Δ(Θ) and its
+        bias; return a new module computing the same function from what Θ stores (low
+        rank: two factor layers; row pruning: a smaller layer; unstructured pruning: a
+        sparse weight), with the same input and output shapes, on ``module``'s device.
+        Leave ``module`` unchanged. ``None`` (the default) means Θ has no form that runs
+        differently from the dense layer (e.g. quantisation codes): the layer stays dense.
+        The harness replaces the layers in a copy of the model and stores that model's
+        latency as ``latency_deployed_*``, beside ``latency_*`` of the evaluated dense
+        Δ(Θ); the job fails if the copy's outputs differ from the evaluated model's.
+        ``benchharness.deploy`` has building blocks (``factored``, ``sparse``,
+        ``kept_rows``).
+        """
+        return None
 
 
 class CompressorOptions(PluginOptions):
@@ -186,12 +248,29 @@ class CompressorOptions(PluginOptions):
 class Compressor(Plugin, ABC):
     """A projection Π: weights → Θ with decompression Δ(Θ) (see :class:`Compressed`).
 
-    Usable after training (the harness loads Δ(Θ) into the model) and inside a training
-    scheme (e.g. as the C step of the LC algorithm).
+    Two entry points:
+
+    * :meth:`compress` — data-free: Θ from the weights alone. This is what a training
+      scheme calls inside training (the C step of the LC algorithm) and what the
+      harness uses after training unless :meth:`compress_model` is overridden.
+    * :meth:`compress_model` — post-training compression of a trained model, with a
+      :class:`~benchharness.compression.CompressionContext`: calibration batches from
+      the training split, layer inputs/outputs, a loss, per-layer MACs, a seeded
+      generator, fine-tuning. Data-aware compressors override this and set
+      ``data_aware = True``; their :meth:`compress` may stay unimplemented.
+
+    ``layer_macs`` (dense multiply-accumulates per sample of each selectable weight's
+    layer, keyed by weight name such as ``"conv1.weight"``) is set by the harness on
+    every compressor it builds, before either entry point is called.
     """
 
     kind: ClassVar[str] = "compressor"
     Options: ClassVar[type[PluginOptions]] = CompressorOptions
+    data_aware: ClassVar[bool] = False
+
+    def __init__(self, options: PluginOptions | None = None):
+        super().__init__(options)
+        self.layer_macs: dict[str, int] = {}
 
     def select(self, model: nn.Module) -> dict[str, Tensor]:
         """The weights this compressor applies to: ``{param_name: tensor}``.
@@ -208,9 +287,29 @@ class Compressor(Plugin, ABC):
                 chosen[f"{module_name}.weight" if module_name else "weight"] = module.weight
         return chosen
 
-    @abstractmethod
     def compress(self, weights: Mapping[str, Tensor]) -> Compressed:
-        """Π: the best compressed form of ``weights`` (in the ℓ2 sense where defined)."""
+        """Π: the best compressed form of ``weights`` (in the ℓ2 sense where defined).
+
+        Data-free compressors implement this. A data-aware one that does not gets a
+        one-line error when used where only weights are available (an LC C step).
+        """
+        from benchharness.errors import BenchError
+
+        raise BenchError(
+            f"compressor {self.name} is data-aware: it compresses a trained model with "
+            "calibration data and cannot be used where only weights are given (e.g. as the "
+            "C step of a training scheme or a part of `additive`)"
+        )
+
+    def compress_model(self, ctx: CompressionContext) -> Compressed:
+        """Θ for the trained ``ctx.model`` (post-training compression).
+
+        Must leave ``ctx.model`` unchanged (work on ``copy.deepcopy(ctx.model)`` when a
+        modified network is needed): the harness loads Δ(Θ) into it afterwards. The
+        returned Θ must cover only weights of ``self.select(ctx.model)``, with their
+        shapes. Default: ``self.compress`` of the selected weights.
+        """
+        return self.compress({n: w.detach() for n, w in self.select(ctx.model).items()})
 
     def with_mu(self, mu: float) -> Compressor:
         """This compressor for LC penalty μ (a copy when Π depends on μ, e.g. rank
@@ -285,6 +384,10 @@ class Optimizer(Plugin, ABC):
     """A training scheme: plain SGD, LC, a reparameterisation... ."""
 
     kind: ClassVar[str] = "optimizer"
+    #: True for schemes that compress during training (they use ``ctx.compressors`` and
+    #: call ``ctx.set_compressed``): their trained model depends on the compressors, so
+    #: the harness never shares it between jobs with different compressors.
+    uses_compressors: ClassVar[bool] = False
 
     @abstractmethod
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:

@@ -11,12 +11,15 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from benchharness import settings
 from benchharness.errors import BenchError
+
+if TYPE_CHECKING:
+    from benchharness.plugins import Registry
 
 app = typer.Typer(
     help="Declarative benchmark harness for neural-network efficiency research.",
@@ -27,22 +30,48 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def literal(text: str) -> str:
+    """Help text shown as written: typer's rich markup would eat ``[quick]`` and
+    ``[default: ...]`` as style tags."""
+    try:
+        from rich.markup import escape
+        from typer.core import HAS_RICH
+    except ImportError:  # plain click help: no markup
+        return text
+    return escape(text) if HAS_RICH else text
+
+
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="results database [default: $BENCH_DB or results/bench.duckdb]"),
+    typer.Option(
+        "--db", help=literal("results database [default: $BENCH_DB or results/bench.duckdb]")
+    ),
 ]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="override a spec value: KEY=VALUE (TOML value), repeatable"),
 ]
 QuickOption = Annotated[
-    bool, typer.Option("--quick", help="smoke scale: the spec's [quick] overrides and one seed")
+    bool,
+    typer.Option("--quick", help=literal("smoke scale: the spec's [quick] overrides and one seed")),
 ]
 
 
 def _fail(message: str, code: int) -> typer.Exit:
     typer.echo(message, err=True)
     return typer.Exit(code)
+
+
+def registry() -> Registry:
+    """The plugin registry; one warning line on stderr per entry point that failed to load
+    (its plugins are missing, the others work)."""
+    from benchharness.plugins import get_registry
+
+    loaded = get_registry()
+    for line in loaded.broken:
+        typer.echo(f"warning: {line}; its plugins are not available", err=True)
+    return loaded
 
 
 def handles_errors(fn: F) -> F:
@@ -79,19 +108,19 @@ def run(
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            "--data-dir", help="datasets [default: $BENCH_DATA_DIR or ~/.cache/benchharness/data]"
+            "--data-dir",
+            help=literal("datasets [default: $BENCH_DATA_DIR or ~/.cache/benchharness/data]"),
         ),
     ] = None,
 ) -> None:
     """Run (or resume) a study: every job of the spec's matrix not yet in the database."""
     from benchharness.executor import execute, parse_devices
     from benchharness.matrix import describe_job, load_jobs
-    from benchharness.plugins import get_registry
     from benchharness.progress import StudyProgress
     from benchharness.store import Store
 
-    registry = get_registry()
-    parsed, jobs = load_jobs(spec, registry, overrides=set_ or (), quick=quick)
+    plugin_registry = registry()
+    parsed, jobs = load_jobs(spec, plugin_registry, overrides=set_ or (), quick=quick)
     if dry_run:
         for i, job in enumerate(jobs, 1):
             typer.echo(f"{i:>4}/{len(jobs)} {describe_job(job)}")
@@ -115,7 +144,7 @@ def run(
         save=store.save,
         data_dir=data_dir or settings.data_dir(),
         cache_dir=settings.cache_dir(db_path),
-        registry=registry,
+        registry=plugin_registry,
         progress=StudyProgress(len(todo), len(device_list)),
     )
     failed = [r for r in records if r.status != "completed"]
@@ -140,9 +169,8 @@ def validate(
 ) -> None:
     """Check a spec (every expanded job) without running anything."""
     from benchharness.matrix import load_jobs
-    from benchharness.plugins import get_registry
 
-    parsed, jobs = load_jobs(spec, get_registry(), overrides=set_ or (), quick=quick)
+    parsed, jobs = load_jobs(spec, registry(), overrides=set_ or (), quick=quick)
     configs = len({job.config_id for job in jobs})
     typer.echo(f"{spec}: ok — {len(jobs)} jobs ({configs} configurations × seeds)")
 
@@ -160,13 +188,13 @@ def plugins(
 ) -> None:
     """List every plugin by kind, with its parameters, defaults and descriptions."""
     from benchharness.plugin_listing import describe_plugins, render_plugins
-    from benchharness.plugins import KINDS, get_registry
+    from benchharness.plugins import KINDS
 
     if kind is not None and kind not in KINDS:
         raise BenchError(f"--kind: unknown kind '{kind}' (known: {', '.join(KINDS)})")
     if fmt not in ("table", "json"):
         raise BenchError(f"--format: must be table or json, got '{fmt}'")
-    listing = describe_plugins(get_registry(), kind)
+    listing = describe_plugins(registry(), kind)
     if fmt == "json":
         typer.echo(json.dumps(listing, indent=2))
     else:
@@ -191,12 +219,30 @@ def report(
     wide: Annotated[
         bool, typer.Option("--wide", help="table/markdown: every metric, not just the main ones")
     ] = False,
+    failed: Annotated[
+        bool,
+        typer.Option("--failed", help="list the failed runs: spec, job id, axes, error line"),
+    ] = False,
+    job: Annotated[
+        str | None,
+        typer.Option("--job", help="one run's stored error and traceback (a job id or prefix)"),
+    ] = None,
 ) -> None:
     """Results grouped by configuration over seeds (mean ± SE, n), Pareto front in SQL."""
     from benchharness import report as reporting
     from benchharness.store import Store
 
     store = Store(settings.db_path(db))
+    if job is not None:
+        from benchharness.report_failed import failed_job
+
+        typer.echo(failed_job(store, job))
+        return
+    if failed:
+        from benchharness.report_failed import failed_runs, render_failed
+
+        typer.echo(render_failed(failed_runs(store, spec), fmt))
+        return
     if sql is not None:
         typer.echo(reporting.run_sql(store, sql, fmt))
         return

@@ -22,11 +22,12 @@ import torch
 
 from benchharness import datacache
 from benchharness.errors import BenchError
+from benchharness.jobcontext import Progress
 from benchharness.matrix import Job
 from benchharness.plugins import Registry, get_registry
 from benchharness.progress import StudyProgress
 from benchharness.records import RunRecord
-from benchharness.runner import Progress, failed_record, run_job
+from benchharness.runner import failed_record, run_job
 
 Save = Callable[[RunRecord], Any]
 
@@ -68,9 +69,15 @@ class _Paths:
     cache_dir: Path
 
 
-def _threads_per_cpu_worker(devices: list[torch.device]) -> int:
-    cpu_workers = sum(1 for d in devices if d.type == "cpu")
-    return max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
+def threads_per_worker(workers: int, budget: int | None = None) -> int:
+    """Torch intra-op threads for each of ``workers`` job-running processes: ``budget``
+    split evenly, at least 1. The budget defaults to this process's torch thread count
+    (torch's default of one per physical core, or what ``OMP_NUM_THREADS`` or
+    ``torch.set_num_threads`` chose). The inline path (one device: one worker, the full
+    budget) and spawned workers use this one rule, so their latencies compare; each
+    run stores its count as ``torch_threads``."""
+    total = torch.get_num_threads() if budget is None else budget
+    return max(1, total // max(workers, 1))
 
 
 def execute(
@@ -92,10 +99,11 @@ def execute(
     datacache.prepare([job.config for job in jobs], registry, data_dir)
     progress = progress or StudyProgress(len(jobs), len(devices))
     paths = _Paths(data_dir, cache_dir)
+    threads = threads_per_worker(len(devices))
     try:
         if len(devices) == 1:
-            return _execute_inline(jobs, devices[0], save, paths, registry, progress)
-        return _execute_workers(jobs, devices, save, paths, progress)
+            return _execute_inline(jobs, devices[0], threads, save, paths, registry, progress)
+        return _execute_workers(jobs, devices, threads, save, paths, progress)
     finally:
         progress.close()
 
@@ -103,11 +111,13 @@ def execute(
 def _execute_inline(
     jobs: list[Job],
     device: torch.device,
+    threads: int,
     save: Save,
     paths: _Paths,
     registry: Registry,
     progress: StudyProgress,
 ) -> list[RunRecord]:
+    torch.set_num_threads(threads)
     records = []
     for job in jobs:
         progress.job_started_event(job)
@@ -134,8 +144,7 @@ def _worker(device: torch.device, threads: int, tasks: Any, results: Any, paths:
     """Worker process: run jobs from ``tasks`` on ``device``, send everything to ``results``."""
     # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if device.type == "cpu":
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     registry = get_registry()
     while True:
         job = tasks.get()
@@ -154,7 +163,12 @@ def _worker(device: torch.device, threads: int, tasks: Any, results: Any, paths:
 
 
 def _execute_workers(
-    jobs: list[Job], devices: list[torch.device], save: Save, paths: _Paths, progress: StudyProgress
+    jobs: list[Job],
+    devices: list[torch.device],
+    threads: int,
+    save: Save,
+    paths: _Paths,
+    progress: StudyProgress,
 ) -> list[RunRecord]:
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
@@ -162,7 +176,6 @@ def _execute_workers(
         tasks.put(job)
     for _ in devices:
         tasks.put(None)
-    threads = _threads_per_cpu_worker(devices)
     workers = [
         ctx.Process(target=_worker, args=(d, threads, tasks, results, paths), daemon=True)
         for d in devices

@@ -367,7 +367,9 @@ def _plugin_table(
         problems.add(f"{key}.name", str(error))
         return None
     options = {k: v for k, v in table.items() if k != "name"}
-    valid = validate(problems, key, cls.Options, options, what=f"{kind} '{name}'")
+    valid = validate(
+        problems, key, cls.Options, options, what=f"{kind} '{name}'", context={"registry": registry}
+    )
     if valid is None:
         return None
     return {"name": name, **valid.model_dump(mode="json")}

@@ -80,8 +80,20 @@ def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _m002_reuse_and_honest_costs(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE runs ADD COLUMN train_reused BOOLEAN")
+    con.execute("ALTER TABLE runs ADD COLUMN compress_seconds DOUBLE")
+    con.execute("ALTER TABLE runs ADD COLUMN dense_test_accuracy DOUBLE")
+    con.execute("ALTER TABLE runs ADD COLUMN transform_flops BIGINT")
+    con.execute("ALTER TABLE runs ADD COLUMN flops_total BIGINT")
+    for which in ("b1_median", "b1_p90", "batch_median", "batch_p90"):
+        con.execute(f"ALTER TABLE runs ADD COLUMN latency_deployed_{which}_ms DOUBLE")
+    con.execute("ALTER TABLE runs ADD COLUMN torch_threads INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", _m001_initial),
+    ("m002_reuse_and_honest_costs", _m002_reuse_and_honest_costs),
 ]
 
 

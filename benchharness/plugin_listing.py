@@ -31,7 +31,8 @@ def describe_plugins(
     registry: Registry, kind: str | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """``{kind: [{name, version, owner, summary, options: [option, ...]}]}`` where an option
-    is ``{name, type, default, required, description}``."""
+    is ``{name, type, default, required, description}``; compressors also say whether they
+    are ``data_aware`` (post-training only, with calibration data)."""
     listing: dict[str, list[dict[str, Any]]] = {}
     for k in [kind] if kind else list(KINDS):
         entries = []
@@ -48,15 +49,16 @@ def describe_plugins(
                         "description": field.description or "",
                     }
                 )
-            entries.append(
-                {
-                    "name": name,
-                    "version": reg.version,
-                    "owner": reg.owner,
-                    "summary": reg.cls.summary(),
-                    "options": options,
-                }
-            )
+            entry = {
+                "name": name,
+                "version": reg.version,
+                "owner": reg.owner,
+                "summary": reg.cls.summary(),
+                "options": options,
+            }
+            if k == "compressor":
+                entry["data_aware"] = bool(getattr(reg.cls, "data_aware", False))
+            entries.append(entry)
         listing[k] = entries
     return listing
 
@@ -76,8 +78,9 @@ def render_plugins(listing: dict[str, list[dict[str, Any]]], stream: TextIO) -> 
                 f"{o['name']}: {o['type']} = {_shown_default(o)} — {o['description']}"
                 for o in entry["options"]
             )
+            aware = "\n[italic]data-aware[/italic]" if entry.get("data_aware") else ""
             table.add_row(
-                f"{entry['name']}\nv{entry['version']}",
+                f"{entry['name']}\nv{entry['version']}{aware}",
                 f"{entry['summary']}\n[dim]{entry['owner']}[/dim]",
                 params,
             )

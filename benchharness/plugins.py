@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -59,6 +60,8 @@ class Registry:
     by_kind: dict[str, dict[str, Registered]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
+    # one line per entry point of the `benchharness` group that could not be loaded
+    broken: list[str] = field(default_factory=list)
 
     def add(self, kind: str, cls: Any, owner: str) -> None:
         base = KINDS[kind]
@@ -87,12 +90,17 @@ class Registry:
             return self.by_kind[kind][name]
         except KeyError:
             allowed = ", ".join(self.names(kind)) or "none registered"
-            raise BenchError(f"unknown {kind} '{name}' (known: {allowed})") from None
+            hint = ""
+            if self.broken:
+                hint = "; it may come from a plugin package that failed to load: " + "; ".join(
+                    self.broken
+                )
+            raise BenchError(f"unknown {kind} '{name}' (known: {allowed}){hint}") from None
 
     def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
         """An instance of plugin ``name`` with ``options`` validated by its Options model."""
         cls = self.get(kind, name).cls
-        return cls(cls.Options(**(options or {})))
+        return cls(cls.Options.model_validate(options or {}, context={"registry": self}))
 
     def from_table(self, kind: str, table: Mapping[str, Any]) -> Any:
         """An instance from a spec table: ``{"name": ..., **options}``.
@@ -108,25 +116,77 @@ class Registry:
             return self.create(kind, name, options)
         except ValidationError as error:
             problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))} — {e['msg']}" for e in error.errors()
+                f"{'.'.join(map(str, e['loc'])) or 'options'} — "
+                + e["msg"].removeprefix("Value error, ")
+                for e in error.errors()
             )
             raise BenchError(f"{kind} '{name}': {problems}") from None
 
 
-def plugin_manager(extra_plugins: Iterable[object] = ()) -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+class PluginManager(pluggy.PluginManager):
+    """A pluggy manager that also knows which distribution registered each entry-point
+    plugin, and which entry points could not be loaded (one line each)."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.distributions: dict[int, str] = {}  # id(plugin) → distribution name
+        self.broken: list[str] = []
+
+
+def plugin_manager(extra_plugins: Iterable[object] = ()) -> PluginManager:
+    pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     for module_name in BUILTIN_MODULES:
         pm.register(importlib.import_module(module_name), name=module_name)
-    pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    load_entry_points(pm)
     for plugin in extra_plugins:
         pm.register(plugin)
     pm.check_pending()
     return pm
 
 
+def load_entry_points(pm: PluginManager, group: str = ENTRY_POINT_GROUP) -> None:
+    """Register every entry point of ``group``, one by one (in place of pluggy's
+    ``load_setuptools_entrypoints``): one that fails to import or to register is recorded
+    in ``pm.broken`` as one line, and the others are loaded all the same."""
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != group or pm.get_plugin(ep.name) or pm.is_blocked(ep.name):
+                continue
+            package = dist.metadata["Name"] or "?"
+            where = f"plugin package '{package}' (entry point {ep.name} = {ep.value})"
+            try:
+                plugin = ep.load()
+                pm.register(plugin, name=ep.name)
+            except Exception as error:  # a third party's bug must not break every command
+                pm.broken.append(f"{where}: {_one_line(error)}")
+                continue
+            unknown = _unknown_hooks(pm, plugin)
+            if unknown:
+                pm.unregister(plugin)
+                pm.broken.append(f"{where}: implements unknown hook(s) {', '.join(unknown)}")
+                continue
+            pm.distributions[id(plugin)] = package
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """The hooks ``plugin`` implements that have no spec (what ``check_pending`` rejects)."""
+    return sorted(
+        caller.name
+        for caller in pm.get_hookcallers(plugin) or []
+        if not caller.has_spec()
+        and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
 def build_registry(pm: pluggy.PluginManager) -> Registry:
-    registry = Registry()
+    registry = Registry(broken=list(getattr(pm, "broken", [])))
     for kind, hook_name in _HOOK_OF_KIND.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             owner = _owner_name(pm, impl.plugin, impl.plugin_name)
@@ -139,6 +199,9 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
 
 
 def _owner_name(pm: pluggy.PluginManager, plugin: object, plugin_name: str) -> str:
+    package = getattr(pm, "distributions", {}).get(id(plugin))
+    if package is not None:
+        return f"{package} (entry point {plugin_name})"
     for p, dist in pm.list_plugin_distinfo():
         if p is plugin:
             return f"{dist.project_name} (entry point {plugin_name})"

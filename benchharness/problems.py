@@ -57,14 +57,22 @@ class Problems:
 
 
 def validate(
-    problems: Problems, key: str, model: type[BaseModel], data: Any, *, what: str
+    problems: Problems,
+    key: str,
+    model: type[BaseModel],
+    data: Any,
+    *,
+    what: str,
+    context: dict[str, Any] | None = None,
 ) -> BaseModel | None:
-    """``model`` validated from ``data`` (the table at ``key``), or None after reporting why."""
+    """``model`` validated from ``data`` (the table at ``key``), or None after reporting why.
+
+    ``context`` is pydantic's validation context (the registry, for nested plugin tables)."""
     if not isinstance(data, dict):
         problems.add(key, f"must be a table, got {render(data)}")
         return None
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as error:
         problems.add_validation_error(key, error, data, fields=model.model_fields, what=what)
         return None

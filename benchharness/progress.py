@@ -12,9 +12,9 @@ from datetime import timedelta
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from benchharness.jobcontext import Progress as JobEvent
 from benchharness.matrix import Job, describe_job
 from benchharness.records import RunRecord
-from benchharness.runner import Progress as JobEvent
 
 
 def _fmt_eta(seconds: float | None) -> str:

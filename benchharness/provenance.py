@@ -66,4 +66,5 @@ def collect(device: torch.device, plugin_versions: dict[str, str]) -> dict[str, 
         "device": device_name(device),
         "cpu": cpu_name(),
         "hostname": socket.gethostname(),
+        "torch_threads": torch.get_num_threads(),
     }

@@ -19,13 +19,25 @@ METRIC_COLUMNS: dict[str, str] = {
     "compression_ratio": "DOUBLE",  # dense 32-bit bits / size_bits
     "compression_realised": "BOOLEAN",  # saving exists in the exported model
     "input_values": "BIGINT",  # numbers stored per input sample after the transform
-    "input_ratio": "DOUBLE",  # raw input values / input_values
+    "input_ratio": "DOUBLE",  # raw stored bits / stored bits per sample (Data.stored_input_bits)
     "latency_b1_median_ms": "DOUBLE",
     "latency_b1_p90_ms": "DOUBLE",
     "latency_batch_median_ms": "DOUBLE",
     "latency_batch_p90_ms": "DOUBLE",
     "latency_batch_size": "INTEGER",
-    "train_seconds": "DOUBLE",
+    "train_seconds": "DOUBLE",  # wall time of the training (of the cached one, if reused)
+    "train_reused": "BOOLEAN",  # the trained model came from the train-once cache
+    "compress_seconds": "DOUBLE",  # wall time of post-training compression
+    "dense_test_accuracy": "DOUBLE",  # the trained model's, before post-training compression
+    "transform_flops": "BIGINT",  # FLOPs per sample of the input transforms (None: unknown)
+    "flops_total": "BIGINT",  # flops_effective + transform_flops
+    # latency of the deployable model: Δ(Θ) rebuilt from its stored form (factor layers,
+    # smaller layers, sparse weights) where the compressors provide one; latency_* above is
+    # the evaluated model's (dense Δ(Θ))
+    "latency_deployed_b1_median_ms": "DOUBLE",
+    "latency_deployed_b1_p90_ms": "DOUBLE",
+    "latency_deployed_batch_median_ms": "DOUBLE",
+    "latency_deployed_batch_p90_ms": "DOUBLE",
 }
 
 PROVENANCE_COLUMNS: dict[str, str] = {
@@ -37,6 +49,7 @@ PROVENANCE_COLUMNS: dict[str, str] = {
     "device": "VARCHAR",
     "cpu": "VARCHAR",
     "hostname": "VARCHAR",
+    "torch_threads": "INTEGER",  # torch.get_num_threads() while the job ran
     "started_at": "TIMESTAMP",
     "finished_at": "TIMESTAMP",
 }

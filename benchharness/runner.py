@@ -4,12 +4,10 @@ touches the database (it returns a RunRecord)."""
 
 from __future__ import annotations
 
-import os
 import random
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,113 +16,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchharness import datacache, metrics, provenance
-from benchharness.api import Compressed, Data, Evaluation, TrainContext
+from benchharness import datacache, deploy, metrics, provenance, trained_cache
+from benchharness.api import Data
+from benchharness.compressing import compress_trained, weight_macs
+from benchharness.compression import CompressionContext
 from benchharness.errors import BenchError, Diverged
-from benchharness.matrix import Job, digest
+from benchharness.jobcontext import Events, JobContext, training_inputs
+from benchharness.matrix import Job
 from benchharness.plugins import Registry, plugin_versions
-from benchharness.records import CurvePoint, RunRecord
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress event of a running job (sent to the parent for display)."""
-
-    job_id: str
-    phase: str
-    step: int
-    total: int | None
-    values: dict[str, float]
-
-
-Events = Callable[[Progress], None]
+from benchharness.records import RunRecord
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-class JobContext(TrainContext):
-    """The harness's TrainContext for one job."""
-
-    def __init__(
-        self,
-        job: Job,
-        data: Data,
-        device: torch.device,
-        registry: Registry,
-        compressors: list[Any],
-        cache_dir: Path,
-        events: Events,
-        eval_batch_size: int,
-        phase_prefix: str = "",
-    ):
-        self.job = job
-        self.data = data
-        self.device = device
-        self.seed = job.seed
-        self.generator = torch.Generator().manual_seed(job.seed)
-        self.compressors = compressors
-        self.registry = registry
-        self.cache_dir = cache_dir
-        self.events = events
-        self.eval_batch_size = eval_batch_size
-        self.phase_prefix = phase_prefix
-        self.curves: list[CurvePoint] = []
-        self.compressed: list[Compressed] | None = None
-
-    def evaluate(self, model: nn.Module) -> Evaluation:
-        return metrics.evaluate(
-            model, self.data.test_x, self.data.test_y, self.eval_batch_size, self.device
-        )
-
-    def log(
-        self, step: int, total: int | None = None, *, phase: str = "train", **values: float
-    ) -> None:
-        phase = self.phase_prefix + phase
-        for name, value in values.items():
-            self.curves.append(CurvePoint(phase, int(step), name, float(value)))
-        self.events(
-            Progress(self.job.id, phase, int(step), total, {k: float(v) for k, v in values.items()})
-        )
-
-    def set_compressed(self, compressed: list[Compressed]) -> None:
-        self.compressed = list(compressed)
-
-    def train_reference(self, model: nn.Module, optimizer: Mapping[str, Any]) -> nn.Module:
-        plugin = self.registry.from_table("optimizer", optimizer)
-        resolved = {"name": plugin.name, **plugin.options.model_dump(mode="json")}
-        key = digest(
-            {k: self.job.config.get(k) for k in ("dataset", "data", "transform", "model", "seed")}
-            | {"reference_optimizer": resolved}
-        )
-        path = self.cache_dir / f"reference-{key}.pt"
-        if path.exists():
-            model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
-            self.log(1, 1, phase="reference_cached", cache_hit=1.0)
-            return model
-        sub = JobContext(
-            self.job,
-            self.data,
-            self.device,
-            self.registry,
-            [],
-            self.cache_dir,
-            self.events,
-            self.eval_batch_size,
-            phase_prefix="reference_",
-        )
-        # Its own generator: the job's batch order must not depend on a cache hit.
-        sub.generator = torch.Generator().manual_seed(self.seed)
-        trained = plugin.train(model, sub)
-        self.curves.extend(sub.curves)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(trained.state_dict(), tmp)
-        os.replace(tmp, path)  # atomic: a concurrent reader sees all or nothing
-        return trained
 
 
 def place(data: Data, device: torch.device) -> Data:
@@ -136,30 +42,6 @@ def place(data: Data, device: torch.device) -> Data:
         if needed > free // 2:
             return data
     return data.to(device)
-
-
-def apply_compressors(model: nn.Module, compressors: list[Any]) -> list[Compressed]:
-    """Compress the trained model's weights with each compressor and load Δ(Θ) back."""
-    parts: list[Compressed] = []
-    seen: dict[str, str] = {}
-    params = dict(model.named_parameters())
-    for compressor in compressors:
-        weights = compressor.select(model)
-        for name in weights:
-            if name in seen:
-                raise BenchError(
-                    f"compressors '{seen[name]}' and '{compressor.name}' both select {name}; "
-                    "use the `additive` compressor to combine them on one tensor"
-                )
-            seen[name] = compressor.name
-        if not weights:
-            continue
-        part = compressor.compress({n: w.detach() for n, w in weights.items()})
-        with torch.no_grad():
-            for name, value in part.decompress().items():
-                params[name].copy_(value)
-        parts.append(part)
-    return parts
 
 
 def failed_record(job: Job, *, started_at: datetime, error: str | None = None) -> RunRecord:
@@ -234,14 +116,17 @@ def _run(
     seed_everything(job.seed)
     model = registry.from_table("model", config["model"]).build(data.input_shape, data.num_classes)
     model = model.to(device)
+    tables = datacache.as_list(config.get("compressor"))
     count_flops = bool(measure.get("flops", True))
     flops, per_module = (
-        metrics.layer_flops(model, data.input_shape, device) if count_flops else (None, {})
+        metrics.layer_flops(model, data.input_shape, device)
+        if count_flops or tables
+        else (None, {})
     )
-
-    compressors = [
-        registry.from_table("compressor", c) for c in datacache.as_list(config.get("compressor"))
-    ]
+    compressors = [registry.from_table("compressor", c) for c in tables]
+    layer_macs = weight_macs(model, per_module)
+    for compressor in compressors:
+        compressor.layer_macs = dict(layer_macs)
     optimizer = registry.from_table("optimizer", config["optimizer"])
     ctx = JobContext(
         job,
@@ -254,34 +139,66 @@ def _run(
         int(measure.get("eval_batch_size", 1000)),
     )
     record.curves = ctx.curves
-    train_start = time.perf_counter()
-    model = optimizer.train(model, ctx)
-    train_seconds = time.perf_counter() - train_start
+    model, train_seconds, reused = _train(job, model, optimizer, ctx)
 
     compressed = ctx.compressed
+    compress_metrics: dict[str, float] = {}
     if compressed is None:
-        compressed = apply_compressors(model, compressors)
+
+        def make_context(compressor: Any, generator: torch.Generator) -> CompressionContext:
+            return CompressionContext(
+                model,
+                data.train_x,
+                data.train_y,
+                seed=job.seed,
+                device=device,
+                generator=generator,
+                layer_macs=layer_macs,
+                fine_tuner=lambda m, table: _fine_tune(ctx, compressor.name, m, table),
+                logger=lambda *a, phase="compress", **v: ctx.log(
+                    *a, phase=f"{compressor.name}_{phase}", **v
+                ),
+            )
+
+        if compressors:
+            record.metrics["dense_test_accuracy"] = ctx.evaluate(model).accuracy
+        compressed, compress_metrics = compress_trained(
+            model, compressors, tables, make_context, job.seed
+        )
     final = ctx.evaluate(model)
 
+    transform_flops = _transform_flops(registry, config, raw.input_shape) if count_flops else None
+    flops_effective = (
+        metrics.effective_flops(flops, per_module, compressed)
+        if count_flops and flops is not None
+        else None
+    )
     dense_bits, bits = metrics.size_bits(model, compressed)
     m = record.metrics
     m.update(
         test_accuracy=final.accuracy,
         test_loss=final.loss,
         params=metrics.count_params(model),
-        flops=flops,
-        flops_effective=metrics.effective_flops(flops, per_module, compressed)
-        if flops is not None
+        flops=flops if count_flops else None,
+        flops_effective=flops_effective,
+        transform_flops=transform_flops,
+        flops_total=flops_effective + transform_flops
+        if flops_effective is not None and transform_flops is not None
         else None,
         size_bits=bits,
         compression_ratio=dense_bits / bits if bits else None,
         compression_realised=all(part.realised for part in compressed) if compressed else None,
         input_values=data.stored_input_values,
-        input_ratio=raw.stored_input_values / data.stored_input_values,
+        input_ratio=raw.stored_input_bits / data.stored_input_bits,
         train_seconds=train_seconds,
+        train_reused=reused,
+        compress_seconds=compress_metrics.pop("compress_seconds", None),
     )
+    record.extra.update(compress_metrics)
+    if ctx.reference_seconds is not None:
+        record.extra["reference_seconds"] = ctx.reference_seconds
     if measure.get("latency", True):
-        batch = int(config["optimizer"].get("batch_size", 128))
+        batch = int(measure.get("latency_batch_size", 128))
         repeats, warmup = (
             int(measure.get("latency_repeats", 30)),
             int(measure.get("latency_warmup", 5)),
@@ -293,6 +210,80 @@ def _run(
             model, data.input_shape, batch, device, repeats=repeats, warmup=warmup
         )
         m["latency_batch_size"] = batch
+        # the same model run from Θ's stored form (factors, smaller or sparse layers)
+        deployed = deploy.deployable_model(model, compressed or [])
+        if deployed is not None:
+            deploy.check_outputs(model, deployed, data.test_x[:64].to(device))
+            for size, key in ((1, "b1"), (batch, "batch")):
+                (
+                    m[f"latency_deployed_{key}_median_ms"],
+                    m[f"latency_deployed_{key}_p90_ms"],
+                ) = metrics.latency_ms(
+                    deployed, data.input_shape, size, device, repeats=repeats, warmup=warmup
+                )
     if measure.get("activation_stats", True):
         record.extra.update(metrics.activation_stats(model, data.test_x[:256].to(device)))
     return ctx
+
+
+def _transform_flops(
+    registry: Registry, config: dict[str, Any], input_shape: tuple[int, ...]
+) -> int | None:
+    """FLOPs per sample of the job's input transforms (0 without any; None if unknown)."""
+    total = 0
+    for table in datacache.as_list(config.get("transform")):
+        flops = registry.from_table("transform", table).flops(input_shape)
+        if flops is None:
+            return None
+        total += int(flops)
+    return total
+
+
+def _train(
+    job: Job, model: nn.Module, optimizer: Any, ctx: JobContext
+) -> tuple[nn.Module, float, bool]:
+    """Train ``model`` (or reuse the cached result): (model, train_seconds, reused).
+
+    A job with post-training compressors caches its trained model under the hash of
+    :func:`training_inputs`, so jobs that differ only in compressor settings train once.
+    ``train_seconds`` is the training's wall time either way (a reuse reports the time
+    the cached training took). Schemes that compress during training (they read
+    ``ctx.compressors``) depend on the compressors and are never cached.
+    """
+    cacheable = bool(ctx._compressors) and not getattr(optimizer, "uses_compressors", False)
+    if not cacheable:
+        start = time.perf_counter()
+        model = optimizer.train(model, ctx)
+        return model, time.perf_counter() - start, False
+    key = trained_cache.cache_key("trained", training_inputs(job, ctx.registry))
+    with trained_cache.claim(ctx.cache_dir, key, device=ctx.device) as entry:
+        if entry.problem:
+            ctx.log(1, 1, phase="cache", discarded=1.0)
+        if entry.hit:
+            entry.load_into(model)
+            ctx.curves.extend(entry.curves)
+            assert entry.train_seconds is not None
+            return model, entry.train_seconds, True
+        start = time.perf_counter()
+        model = optimizer.train(model, ctx)
+        seconds = time.perf_counter() - start
+        if not ctx.used_compressors:
+            entry.save(model, seconds, list(ctx.curves))
+        return model, seconds, False
+
+
+def _fine_tune(
+    ctx: JobContext, owner: str, model: nn.Module, table: Mapping[str, Any]
+) -> nn.Module:
+    """Train ``model`` with the optimizer plugin of ``table`` on the job's training data
+    (curves under ``finetune_<phase>``); a compressor's fine-tuning service."""
+    plugin = ctx.registry.from_table("optimizer", table)
+    if getattr(plugin, "uses_compressors", False):
+        raise BenchError(
+            f"compressor {owner}: cannot fine-tune with optimizer {plugin.name}, "
+            "a scheme that compresses by itself; use e.g. sgd or adam"
+        )
+    sub = ctx.child("finetune_", compressors=[])
+    tuned = plugin.train(model, sub)
+    ctx.curves.extend(sub.curves)
+    return tuned

@@ -79,6 +79,11 @@ class MeasureOptions(_Section):
     latency: bool = Field(True, description="measure inference latency")
     latency_repeats: PositiveInt = Field(30, description="timed repetitions per latency")
     latency_warmup: NonNegativeInt = Field(5, description="untimed repetitions first")
+    latency_batch_size: PositiveInt = Field(
+        128,
+        description="batch size of the batched latency (besides batch 1): one value for "
+        "every job of a study, whatever their optimizers' batch sizes",
+    )
     flops: bool = Field(True, description="count forward FLOPs")
     activation_stats: bool = Field(True, description="record activation statistics")
     eval_batch_size: PositiveInt = Field(1000, description="batch size of evaluation")
@@ -187,6 +192,7 @@ def read_spec(
         description = ""
 
     axes, include, exclude, seeds = _read_matrix(doc.get("matrix", {}), problems)
+    _check_axis_overrides(list(axes), overrides, problems)
     if quick:
         seeds = seeds[:1]
 
@@ -208,6 +214,42 @@ def read_spec(
         ),
         problems,
     )
+
+
+def _check_axis_overrides(
+    axis_paths: Sequence[str], overrides: Sequence[str], problems: Problems
+) -> None:
+    """A ``--set`` of a matrix axis (or of a key inside a table-valued axis) would be
+    overridden by the axis's values in every job: a problem, suggesting the axis."""
+    axes = {}
+    for path in axis_paths:
+        try:
+            axes[path] = split_path(path)
+        except PathError:
+            axes[path] = path.split(".")
+    for text in overrides:
+        try:
+            parts, value = parse_override(text)
+        except PathError:
+            continue  # read_spec reported it
+        for path, axis in axes.items():
+            if parts[: len(axis)] != axis:
+                continue
+            matrix_key = join_path(["matrix", path])
+            if len(parts) == len(axis):
+                problems.add(
+                    f"--set {text}",
+                    f"{path} is a [matrix] axis, whose values would override this; "
+                    f"set the axis instead: --set '{matrix_key}=[{render(value)}]'",
+                )
+            else:
+                problems.add(
+                    f"--set {text}",
+                    f"{join_path(parts)} is inside the [matrix] axis {path}, whose tables "
+                    f"replace {path} whole, so this would be ignored; set it in the axis's "
+                    f"tables instead (--set '{matrix_key}=[...]')",
+                )
+            break
 
 
 def _spec_hash(raw: bytes, overrides: Sequence[str], quick: bool) -> str:

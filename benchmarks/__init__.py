@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchharness.api import Data
+from benchharness.jobcontext import JobContext
 from benchharness.matrix import Job
 from benchharness.plugins import get_registry
-from benchharness.runner import JobContext
 from benchharness.training import train_epochs
 
 # BENCH_TORCH_THREADS=N pins torch's intra-op threads (asv passes the environment on to

@@ -44,6 +44,7 @@ from benchharness import (
     Optimizer,
     PluginOptions,
     TrainContext,
+    check_compressed,
     hookimpl,
 )
 from benchharness.training import lr_at, train_epochs
@@ -132,7 +133,8 @@ class _Compression:
         parts = []
         for block in self.blocks:
             compressor = block.compressor if mu is None else block.compressor.with_mu(mu)
-            parts.append(compressor.compress({n: weights[n] for n in block.params}))
+            selected = {n: weights[n] for n in block.params}
+            parts.append(check_compressed(compressor.name, compressor.compress(selected), selected))
         return parts
 
     def decompress(self, parts: list[Compressed]) -> dict[str, Tensor]:
@@ -273,6 +275,7 @@ class DC(Optimizer):
     name = "dc"
     version = "1"
     Options = SchemeOptions
+    uses_compressors = True
 
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
         model, comp = _start(self.name, model, ctx, self.options.reference)
@@ -292,6 +295,7 @@ class IDC(Optimizer):
     name = "idc"
     version = "1"
     Options = StepOptions
+    uses_compressors = True
 
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
         o = self.options
@@ -363,6 +367,7 @@ class LC(Optimizer):
     name = "lc"
     version = "1"
     Options = LCOptions
+    uses_compressors = True
 
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
         o = self.options
@@ -488,6 +493,7 @@ class Retrain(Optimizer):
     name = "retrain"
     version = "1"
     Options = RetrainOptions
+    uses_compressors = True
 
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
         o = self.options

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from benchharness import BenchError, Data, PluginOptions, Transform, hookimpl
+from benchharness.coding import FLOAT_BITS, index_bits
 
 _CHUNK = 8192  # images per batched matmul; bounds the temporary memory
 
@@ -66,9 +67,34 @@ class Identity(Transform):
     def apply(self, data: Data) -> Data:
         return data
 
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        return 0
+
+
+def position_bits(kept: int, total: int) -> int:
+    """Bits that say which ``kept`` of ``total`` coefficients an image kept.
+
+    The cheaper of two fixed codings: a list of ``kept`` flat positions of ⌈log2 total⌉
+    bits each, or a ``total``-bit mask; 0 when all are kept. The choice depends only on
+    ``kept`` and ``total``, which the decoder knows, so it costs no flag bit.
+    """
+    if kept >= total:
+        return 0
+    return min(kept * index_bits(total), total)
+
 
 class DCT(Transform):
-    """Keep the k = ⌊ratio·H·W⌋ strongest (or lowest-frequency) 2-D DCT coefficients per image."""
+    """Keep the k = ⌊ratio·H·W⌋ strongest (or lowest-frequency) 2-D DCT coefficients per image.
+
+    Stored per sample (``input_bits``), for each channel: the k kept coefficients as
+    32-bit floats, plus, for ``selection = "magnitude"``, which k they are
+    (:func:`position_bits`: min(k·⌈log2 H·W⌉, H·W) bits, a position list or a mask);
+    ``lowfreq`` keeps the same zig-zag prefix for every image, so no positions. Both
+    ``output`` forms store the same thing: the kept coefficients.
+
+    FLOPs (:meth:`flops`) count the matrix products as computed here; a fast (FFT-based)
+    DCT would need fewer.
+    """
 
     name = "dct"
     version = "1"
@@ -118,7 +144,33 @@ class DCT(Transform):
             train_x=self._transform(data.train_x, k),
             test_x=self._transform(data.test_x, k),
             input_values=k * channels,
+            input_bits=channels * self.channel_bits(h, w),
         )
+
+    def channel_bits(self, height: int, width: int) -> int:
+        """Stored bits of one image channel: k 32-bit values, plus their positions for
+        ``magnitude`` selection (:func:`position_bits`)."""
+        k = self.kept(height, width)
+        positions = position_bits(k, height * width) if self.options.selection == "magnitude" else 0
+        return k * FLOAT_BITS + positions
+
+    def flops(self, input_shape: tuple[int, ...]) -> int | None:
+        """FLOPs per sample: 2 per multiply-accumulate of the matrix products computed here.
+
+        Forward 2-D DCT ``D_H @ x @ D_Wᵀ``, per channel: H·H·W + H·W·W MACs; for
+        ``output = "reconstruction"`` the inverse ``D_Hᵀ @ c @ D_W`` again as many. The
+        selection is not counted: top-k (a partial sort) and the zig-zag mask are
+        comparisons and elementwise products, which torch's FlopCounterMode does not
+        count either. 28×28 with reconstruction: 2 · 2 · (28³ + 28³) = 175,616 FLOPs.
+        """
+        if len(input_shape) < 2:
+            return None
+        h, w = input_shape[-2:]
+        channels = math.prod(input_shape[:-2])
+        macs = channels * (h * h * w + h * w * w)
+        if self.options.output == "reconstruction":
+            macs *= 2
+        return 2 * macs
 
     def _transform(self, x: Tensor, k: int) -> Tensor:
         h, w = x.shape[-2:]

@@ -493,6 +493,9 @@ def test_plugins_json_lists_every_builtin() -> None:
     assert options("compressor", "quantize")["layers"]["default"] == ["*"]
     assert "k" in options("compressor", "quantize")
     assert options("transform", "none") == {}
+    aware = {p["name"]: p["data_aware"] for p in listing["compressor"]}
+    assert aware["sparse_lowrank"] and aware["greedy_random"]
+    assert not aware["quantize"] and not aware["additive"]
 
 
 def test_plugins_table_lists_every_builtin() -> None:
@@ -624,3 +627,121 @@ model = [{ name = "lenet300", hidden = [8] }, { name = "interrupts" }, { name = 
     runs = Store(db).runs()
     assert len(runs) == 1 and runs["status"].iloc[0] == "completed"
     assert "[job 3/3]" not in result.output
+
+
+# ------------------------------------------------------- report --failed / --job
+
+
+def test_report_failed_lists_failed_runs_and_job_shows_the_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import benchharness.plugins
+
+    registry = benchharness.plugins.get_registry(extra_plugins=[_ThrowawayModels()])
+    monkeypatch.setattr(benchharness.plugins, "get_registry", lambda *a, **k: registry)
+    _Refuses.message = "refused [quick] to build"  # brackets: not eaten by the table
+    spec = tmp_path / "failing.toml"
+    spec.write_text(
+        DIGITS.read_text().split("[matrix]")[0]
+        + """
+[matrix]
+model = [{ name = "buggy" }, { name = "refuses" }, { name = "lenet300", hidden = [8] }]
+seeds = [3]
+"""
+    )
+    db = tmp_path / "bench.duckdb"
+    assert bench("run", spec, "--db", db).exit_code == 1
+    runs = Store(db).runs()
+    ids = {
+        json.loads(c)["model"]["name"]: j
+        for c, j in zip(runs["config"], runs["job_id"], strict=True)
+    }
+
+    rows = report_json(db, "--failed")
+    assert {r["job_id"] for r in rows} == {ids["buggy"], ids["refuses"]}
+    by_id = {r["job_id"]: r for r in rows}
+    assert by_id[ids["buggy"]]["error"] == "KeyError: 'missing key'"
+    assert by_id[ids["refuses"]]["error"] == "refused [quick] to build"
+    assert by_id[ids["buggy"]]["axes"] == "model=buggy"
+    assert all(r["spec"] == "cli_digits" and r["seed"] == 3 for r in rows)
+
+    table = bench("report", "--db", db, "--failed")
+    assert table.exit_code == 0, table.output
+    assert "refused [quick] to build" in table.stdout
+    assert ids["buggy"] in table.stdout and ids["lenet300"] not in table.stdout
+    assert report_json(db, "--failed", "--spec", "other") == []
+
+    shown = bench("report", "--db", db, "--job", ids["buggy"][:6])
+    assert shown.exit_code == 0, shown.output
+    out = shown.stdout.splitlines()
+    assert out[0] == f"job {ids['buggy']} of cli_digits, seed 3, model=buggy: failed"
+    assert out[1] == "KeyError: 'missing key'"
+    assert "Traceback (most recent call last)" in shown.stdout
+    assert ", in build\n" in shown.stdout  # the frame of _Buggy.build
+    refused = bench("report", "--db", db, "--job", ids["refuses"])
+    assert refused.exit_code == 0
+    assert "no traceback stored" in refused.stdout
+    completed = bench("report", "--db", db, "--job", ids["lenet300"])
+    assert completed.stdout.strip().endswith(": completed, no error")
+
+    for prefix, expected in (("zzzz", "no run with a job id starting with"), ("", "start of 3")):
+        result = bench("report", "--db", db, "--job", prefix)
+        assert result.exit_code == 2
+        (line,) = lines(result.output)
+        assert line.startswith("--job: ") and expected in line
+
+
+def test_report_failed_without_failures(study: tuple[Path, Result]) -> None:
+    db, _ = study
+    result = bench("report", "--db", db, "--failed")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "no failed runs"
+    assert report_json(db, "--failed") == []
+
+
+# -------------------------------------------------------- --set on a matrix axis
+
+
+def test_set_on_a_matrix_axis_is_an_error(tmp_path: Path) -> None:
+    db = tmp_path / "bench.duckdb"
+    for command in (["validate", DIGITS], ["run", DIGITS, "--db", db]):
+        result = bench(*command, "--set", "model.hidden=[8]")
+        assert result.exit_code == 2
+        assert "Traceback" not in result.output
+        (line,) = lines(result.output)
+        assert line == (
+            f"{DIGITS}: --set model.hidden=[8] — model.hidden is a [matrix] axis, whose values"
+            " would override this; set the axis instead: --set 'matrix.\"model.hidden\"=[[8]]'"
+        )
+    assert not db.exists()
+    # what the message suggests works
+    result = bench("validate", DIGITS, "--set", 'matrix."model.hidden"=[[8]]')
+    assert result.exit_code == 0, result.output
+    # keys beside the axes are fine
+    assert bench("validate", DIGITS, "--set", "optimizer.epochs=1").exit_code == 0
+
+
+def test_set_inside_a_table_valued_axis_is_an_error(tmp_path: Path) -> None:
+    spec = tmp_path / "methods.toml"
+    spec.write_text(
+        DIGITS.read_text().split("[matrix]")[0]
+        + '\n[matrix]\noptimizer = [{ name = "sgd", epochs = 1 }, { name = "adam", epochs = 1 }]\n'
+    )
+    assert bench("validate", spec).exit_code == 0
+    result = bench("validate", spec, "--set", "optimizer.lr=0.5")
+    assert result.exit_code == 2
+    (line,) = lines(result.output)
+    assert line.startswith(f"{spec}: --set optimizer.lr=0.5 — optimizer.lr is inside the [matrix]")
+    assert "--set 'matrix.optimizer=[...]'" in line
+
+
+# ---------------------------------------------------------------------- help
+
+
+def test_help_shows_square_brackets_literally() -> None:
+    result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "the spec's [quick] overrides" in result.output
+    assert "[default: $BENCH_DB or results/bench.duckdb]" in result.output
+    assert "[default: $BENCH_DATA_DIR" in result.output
+    assert "\\[" not in result.output

@@ -55,6 +55,74 @@ def test_more_sweeps_never_hurt():
     assert errors[0] >= errors[1] >= errors[2]
 
 
+def _outlier_weights(seed: int) -> dict[str, torch.Tensor]:
+    """Dense small weights plus 2 % large ones: what quantisation + a sparse part fits."""
+    g = torch.Generator().manual_seed(seed)
+    outliers = (torch.rand(100, 100, generator=g) < 0.02) * torch.randn(100, 100, generator=g)
+    return {
+        "fc1.weight": torch.randn(100, 100, generator=g) * 0.1 + outliers,
+        "fc2.weight": torch.randn(20, 100, generator=g) * 0.05,
+    }
+
+
+@pytest.mark.parametrize(
+    ("parts", "tolerance"),
+    [
+        ([{"name": "quantize", "k": 2}, {"name": "prune", "keep": 0.02}], 0.01),
+        ([{"name": "quantize", "k": 4}, {"name": "prune", "keep": 0.05}], 0.01),
+        ([{"name": "lowrank", "rank": 3}, {"name": "prune", "keep": 0.05}], 0.06),
+    ],
+)
+def test_default_sweeps_are_close_to_a_long_run(parts, tolerance):
+    for seed in (0, 1):
+        w = _outlier_weights(seed)
+        default = _error(w, additive(parts).compress(w).decompress())
+        long_run = _error(w, additive(parts, iterations=200).compress(w).decompress())
+        assert long_run <= default <= (1 + tolerance) * long_run
+
+
+def test_warm_start_across_c_steps_is_never_worse_than_a_fresh_compressor():
+    parts = [{"name": "quantize", "k": 2}, {"name": "prune", "keep": 0.02}]
+    compressor = additive(parts)
+    w = _outlier_weights(2)
+    g = torch.Generator().manual_seed(3)
+    for step in range(4):  # LC: a with_mu copy per C step, the weights drifting
+        mu = 1e-3 * 1.5**step
+        out = compressor.with_mu(mu).compress(w).decompress()
+        assert compressor._warm.dense, "with_mu copies share the warm-start memory"
+        fresh = additive(parts).with_mu(mu).compress(w).decompress()
+        assert _error(w, out) <= _error(w, fresh) * (1 + 1e-12)
+        w = {n: t + 0.01 * torch.randn(t.shape, generator=g) for n, t in w.items()}
+    # other weights (names or shapes): a cold start, as a fresh compressor's
+    other = _weights(4)
+    assert _error(other, compressor.compress(other).decompress()) == _error(
+        other, additive(parts).compress(other).decompress()
+    )
+
+
+def test_warm_start_continues_a_slow_alternation():
+    """Low rank + sparse converges slowly: calling again on the same weights goes on
+    from the previous parts, like a longer run, and strictly improves."""
+    parts = [{"name": "lowrank", "rank": 3}, {"name": "prune", "keep": 0.05}]
+    w = _outlier_weights(0)
+    compressor = additive(parts)
+    errors = [_error(w, compressor.compress(w).decompress()) for _ in range(3)]
+    assert errors[0] > errors[1] > errors[2]
+    longer = [_error(w, additive(parts, iterations=i).compress(w).decompress()) for i in (20, 30)]
+    assert errors[1:] == pytest.approx(longer, rel=1e-12)  # 3 calls of 10 sweeps = 30 sweeps
+    cold = additive(parts, warm_start=False)
+    again = [_error(w, cold.compress(w).decompress()) for _ in range(2)]
+    assert again == [errors[0], errors[0]]
+
+
+def test_fresh_compressors_are_deterministic():
+    parts = [{"name": "quantize", "k": 4}, {"name": "prune", "keep": 0.02}]
+    w = _outlier_weights(5)
+    first = additive(parts).compress(w).decompress()
+    second = additive(parts).compress(w).decompress()
+    assert all(torch.equal(first[n], second[n]) for n in w)
+
+
 def test_lowrank_plus_sparse_and_effective_macs():
     w = {"fc.weight": torch.randn(20, 30, generator=torch.Generator().manual_seed(2))}
     theta = additive([{"name": "lowrank", "rank": 2}, {"name": "prune", "count": 6}]).compress(w)
@@ -108,7 +176,8 @@ def test_registered_through_the_hook():
     names = {cls.name for cls in registered}
     assert names == {
         "prune", "prune_l1", "prune_structured", "quantize", "binarize", "binarize_scaled",
-        "ternarize_scaled", "lowrank", "lowrank_select", "additive",
+        "ternarize_scaled", "lowrank", "lowrank_select", "additive", "sparse_lowrank",
+        "greedy_random",
     }  # fmt: skip
     for cls in registered:
         assert cls.version == "1" and cls.summary()

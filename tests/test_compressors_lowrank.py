@@ -7,6 +7,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from benchharness import BenchError
 from benchharness_plugins.compressors.lowrank import LowRank, LowRankSelect
 
 
@@ -102,7 +103,8 @@ def test_rank_selection_with_flops_cost_uses_layer_macs():
     w = _matrix(8, 6, 2)
     weights = {"conv.weight": torch.tensor(w.reshape(8, 6, 1, 1))}
     macs = 8 * 6 * 20  # 20 output positions
-    flops = select(alpha=2e-3, mu=1.0, cost="flops", layer_macs={"conv.weight": macs})
+    flops = select(alpha=2e-3, mu=1.0, cost="flops")
+    flops.layer_macs = {"conv.weight": macs}  # what the harness sets from the model
     storage = select(alpha=2e-3, mu=1.0)
     assert flops.compress(weights).ranks()["conv.weight"] == _brute_force_rank(
         w, 2e-3, 1.0, 14 * 20
@@ -137,3 +139,22 @@ def test_with_mu_is_the_lc_hook():
         LowRankSelect.Options(alpha=-1.0)
     with pytest.raises(ValidationError):
         LowRank.Options(rank=0)
+
+
+def test_rank_selection_with_flops_cost_without_macs_is_a_one_line_error():
+    weights = {"conv.weight": torch.tensor(_matrix(8, 6, 2).reshape(8, 6, 1, 1))}
+    with pytest.raises(BenchError, match="needs the MACs of conv.weight"):
+        select(alpha=2e-3, mu=1.0, cost="flops").compress(weights)
+
+
+def test_rank_selection_takes_conv_macs_from_the_model(tmp_path):
+    """The harness gives lowrank_select the MACs of a conv layer counted on the model:
+    a 3×3 conv on 8×8 inputs with padding 1 has 64 output positions."""
+    from benchharness import metrics
+    from benchharness.compressing import weight_macs
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 64, 3)
+    )
+    _total, per_module = metrics.layer_flops(model, (2, 8, 8), torch.device("cpu"))
+    assert weight_macs(model, per_module) == {"0.weight": 4 * 2 * 9 * 64, "2.weight": 256 * 3}

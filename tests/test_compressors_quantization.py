@@ -109,6 +109,126 @@ def test_few_distinct_values_are_kept_exactly():
         assert np.array_equal(codebook[codes], x)
 
 
+def _quantile_lloyd_sse(x: np.ndarray, k: int, max_iter: int = 300) -> float:
+    """The error of version 1's k-means, written independently: centroids at the quantiles
+    (i + ½)/k of the distinct values, then plain Lloyd (nearest centroid by brute force,
+    an empty cluster keeps its centroid) until the assignment stops changing."""
+    distinct = np.unique(x)
+    centroids = distinct[np.floor((np.arange(k) + 0.5) * distinct.size / k).astype(np.int64)]
+    codes = None
+    for _ in range(max_iter):
+        new = np.abs(x[:, None] - centroids[None, :]).argmin(1)
+        if codes is not None and np.array_equal(new, codes):
+            break
+        codes = new
+        counts = np.bincount(codes, minlength=k)
+        sums = np.bincount(codes, weights=x, minlength=k)
+        centroids = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
+    distance = np.abs(x[:, None] - centroids[None, :])
+    return float((distance.min(1) ** 2).sum())
+
+
+def _clusters(rng: np.random.Generator, n: int, spread: float = 0.002) -> np.ndarray:
+    """Weights late in LC: tight clusters around four levels of very unequal sizes."""
+    sizes = (np.array([0.6, 0.3, 0.08, 0.02]) * n).astype(int)
+    levels = [0.0, 0.05, -0.1, 0.3]
+    return np.concatenate([rng.normal(m, spread, s) for m, s in zip(levels, sizes, strict=True)])
+
+
+def _weight_vectors() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(21)
+    n = 20_000
+    mixture = np.concatenate(
+        [
+            rng.normal(-0.05, 0.01, n // 4),
+            rng.normal(0, 0.03, n // 2),
+            rng.normal(0.08, 0.02, n // 4),
+        ]
+    )
+    return {
+        "mixture": mixture.astype(np.float32).astype(np.float64),
+        "laplace": rng.laplace(0, 0.03, 10_000).astype(np.float32).astype(np.float64),
+        "uniform_init": rng.uniform(-0.05, 0.05, 30_000),
+        "lc_clusters": _clusters(rng, 30_000),
+    }
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_kmeans_never_worse_than_the_quantile_start_and_close_to_the_optimum(k):
+    for label, x in _weight_vectors().items():
+        codebook, codes = kmeans_1d(x, k)
+        error = _sse(x, codebook, codes)
+        optimum = _sse(x, *optimal_kmeans_1d(x, k))
+        assert error <= _quantile_lloyd_sse(x, k) * (1 + 1e-9), label
+        assert optimum * (1 - 1e-9) <= error <= 1.01 * optimum, label
+
+
+def test_kmeans_finds_separated_clusters_that_the_quantile_start_misses():
+    x = _clusters(np.random.default_rng(4), 30_000)
+    optimum = _sse(x, *optimal_kmeans_1d(x, 4))
+    assert _quantile_lloyd_sse(x, 4) > 10 * optimum  # version 1 merged the small clusters
+    assert _sse(x, *kmeans_1d(x, 4)) == pytest.approx(optimum, rel=1e-9)
+    assert _sse(x, *kmeans_1d(x, 4, restarts=0)) == pytest.approx(_quantile_lloyd_sse(x, 4))
+
+
+def test_kmeans_with_many_entries_beats_the_quantile_start():
+    x = np.random.default_rng(8).laplace(0, 0.03, 20_000)
+    error = _sse(x, *kmeans_1d(x, 64))
+    assert error <= _quantile_lloyd_sse(x, 64) * (1 + 1e-9)
+    assert np.unique(kmeans_1d(x, 64)[1]).size == 64
+
+
+def test_kmeans_is_deterministic_and_seeded():
+    x = _weight_vectors()["mixture"]
+    a, b = kmeans_1d(x, 8), kmeans_1d(x.copy(), 8)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    w = {"fc.weight": torch.tensor(x.reshape(100, 200), dtype=torch.float32)}
+    first, second = quantize(k=8).compress(w), quantize(k=8).compress(w)
+    assert torch.equal(first.layers["fc.weight"].codebook, second.layers["fc.weight"].codebook)
+    assert torch.equal(first.layers["fc.weight"].codes, second.layers["fc.weight"].codes)
+    with pytest.raises(ValidationError):
+        Quantize.Options(k=4, restarts=-1)
+
+
+def test_kmeans_from_a_short_init_tops_it_up_to_k_entries():
+    x = _weight_vectors()["laplace"]
+    codebook, codes = kmeans_1d(x, 8, restarts=0, init=np.array([-0.01, 0.01]))
+    assert codebook.size == 8 and np.unique(codes).size == 8
+
+
+def test_warm_start_is_never_worse_than_cold_and_kept_per_weight_name():
+    rng = np.random.default_rng(5)
+    compressor = quantize(k=4)
+    assert compressor.with_mu(1e-3) is compressor  # LC's C steps share the memory
+    x = _clusters(rng, 20_000, spread=0.01)
+    y = rng.normal(size=5_000)
+    w = {"a": torch.tensor(x), "b": torch.tensor(y)}
+    compressor.compress(w)
+    assert set(compressor.codebooks) == {"a", "b"}
+    for _ in range(3):  # the next C steps: the weights moved a little
+        x = x + rng.normal(0, 0.003, x.size)
+        moved = {"a": torch.tensor(x), "c": torch.tensor(y)}
+        warm = compressor.compress(moved).decompress()
+        cold = quantize(k=4).compress(moved).decompress()
+        assert float(((warm["a"] - moved["a"]) ** 2).sum()) <= float(
+            ((cold["a"] - moved["a"]) ** 2).sum()
+        ) * (1 + 1e-12)
+        assert torch.equal(warm["c"], cold["c"])  # a new name has nothing to start from
+    assert set(compressor.codebooks) == {"a", "b", "c"}
+    # the previous codebook is used: a quantile-only quantiser that remembers a good
+    # codebook finds the small clusters that its cold start misses
+    x = _clusters(rng, 20_000)
+    good = kmeans_1d(x, 4)[0]
+    cold_only = quantize(k=4, restarts=0)
+    warmed = quantize(k=4, restarts=0)
+    warmed.codebooks["a"] = good
+    one = {"a": torch.tensor(x)}
+    cold_error = float(((cold_only.compress(one).decompress()["a"] - one["a"]) ** 2).sum())
+    warm_error = float(((warmed.compress(one).decompress()["a"] - one["a"]) ** 2).sum())
+    assert warm_error < 0.5 * cold_error
+    assert quantize(k=4, restarts=0, warm_start=False).compress(one).bits() > 0
+
+
 # ---------------------------------------------------------------------- quantize
 @pytest.mark.parametrize("method", ["kmeans", "optimal"])
 def test_quantize_layers_shapes_dtypes_and_nearest_codes(method):

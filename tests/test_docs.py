@@ -72,3 +72,14 @@ def test_readme_quickstart_commands_exist_in_the_makefile():
     for target in re.findall(r"^make (\w+)", README, flags=re.M):
         assert re.search(rf"^{target}:", makefile, flags=re.M), f"make {target} is not a target"
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_guide_shows_the_example_plugin_code_as_it_is():
+    """Every class in the guide's Python blocks is the example package's, verbatim."""
+    example = (REPO / "tests/example_plugin/src/bench_example_plugin/__init__.py").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", GUIDE, flags=re.S)
+    classes = [b for b in blocks if b.startswith("class ") or "\nclass " in b]
+    assert len(classes) >= 3
+    for block in classes:
+        code = block[block.index("class ") :].strip()  # the guide's imports are abridged
+        assert code in example, f"guide block not in the example plugin:\n{code[:200]}"

@@ -3,6 +3,8 @@ per kind; a wrong registration is a one-line error naming its owner."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import sys
 import types
 
 import pluggy
@@ -13,6 +15,7 @@ from torch import nn
 from benchharness import BenchError, Model, PluginOptions, Transform, hookimpl, hookspecs
 from benchharness.plugins import (
     BUILTIN_MODULES,
+    ENTRY_POINT_GROUP,
     KINDS,
     build_registry,
     get_registry,
@@ -134,3 +137,52 @@ def test_from_table_turns_bad_options_into_one_line():
     assert "lr" in message and "epochz" in message
     with pytest.raises(BenchError, match="has no `name`"):
         registry.from_table("optimizer", {"lr": 0.5})
+
+
+# ------------------------------------------------------- entry points, one by one
+
+
+class _FakeDistribution:
+    """What importlib.metadata.distributions() yields, as far as plugins.py reads it."""
+
+    def __init__(self, name: str, **entry_points: str):
+        self.metadata = {"Name": name}
+        self.entry_points = [
+            importlib.metadata.EntryPoint(ep, value, ENTRY_POINT_GROUP)
+            for ep, value in entry_points.items()
+        ] + [importlib.metadata.EntryPoint("other", "nowhere_at_all", "another_group")]
+
+
+def test_a_broken_entry_point_is_one_line_and_the_others_load(monkeypatch):
+    good = types.ModuleType("bench_good_fake")
+    good.register_models = hookimpl(lambda register: register(Tiny))
+    typo = types.ModuleType("bench_typo_fake")
+    typo.register_model = hookimpl(lambda register: None)  # missing "s"
+    monkeypatch.setitem(sys.modules, good.__name__, good)
+    monkeypatch.setitem(sys.modules, typo.__name__, typo)
+    dists = [
+        _FakeDistribution("bench-broken", broken="bench_brokn"),
+        _FakeDistribution("bench-good", good="bench_good_fake"),
+        _FakeDistribution("bench-typo", typo="bench_typo_fake"),
+    ]
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: iter(dists))
+
+    pm = plugin_manager()
+    assert pm.broken == [
+        "plugin package 'bench-broken' (entry point broken = bench_brokn): "
+        "ModuleNotFoundError: No module named 'bench_brokn'",
+        "plugin package 'bench-typo' (entry point typo = bench_typo_fake): "
+        "implements unknown hook(s) register_model",
+    ]
+    assert pm.get_plugin("typo") is None  # unregistered: check_pending passed
+    registry = build_registry(pm)
+    assert registry.broken == pm.broken
+    assert registry.get("model", "tiny_test_model").owner == "bench-good (entry point good)"
+    with pytest.raises(BenchError) as info:
+        registry.get("model", "from_the_broken_one")
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith("unknown model 'from_the_broken_one' (known: ")
+    assert "may come from a plugin package that failed to load: plugin package 'bench-broken'" in (
+        message
+    )

@@ -218,7 +218,10 @@ def test_metrics_of_a_dense_job(tmp_path: Path, registry: Registry) -> None:
     assert 0.5 < row["test_accuracy"] <= 1.0
     assert row["test_loss"] > 0
     assert row["train_seconds"] > 0
-    assert row["latency_b1_median_ms"] > 0 and row["latency_batch_size"] == 64
+    # the [measure] default (128), not the optimizer's batch size (64)
+    assert row["latency_b1_median_ms"] > 0 and row["latency_batch_size"] == 128
+    assert row["transform_flops"] == 0 and row["flops_total"] == row["flops_effective"]
+    assert row["torch_threads"] == torch.get_num_threads()
 
     # curves: one row per epoch and metric; the last test accuracy is the final one
     curves = store.curves(job.id)
@@ -285,31 +288,67 @@ k = 2
 
     # the final evaluation (after the training epochs' ones) sees the quantised weights
     final = evaluated[-1]
-    assert len(evaluated) == 2 + 1
+    assert len(evaluated) == 2 + 1 + 1  # epochs, the dense model before compression, final
     for name in ("fc1.weight", "fc2.weight"):
         assert final[name].unique().numel() <= k
     for name in ("fc1.bias", "fc2.bias"):  # biases stay 32-bit floats
         assert final[name].unique().numel() > k
     assert evaluated[-2]["fc1.weight"].unique().numel() > k  # trained weights were dense
+    assert row["dense_test_accuracy"] == pytest.approx(
+        real_evaluate(
+            _dense_twin(evaluated[-2]), *_digits_test(job, registry, tmp_path), 1000
+        ).accuracy
+    )
     assert json.loads(row["plugin_versions"])["compressor:quantize"] == "1"
 
 
-def test_input_metrics_with_the_dct_transform(tmp_path: Path, registry: Registry) -> None:
+def _dense_twin(params: dict[str, torch.Tensor]) -> nn.Module:
+    """The 64-16-10 MLP holding ``params`` (as the lenet300 plugin names them)."""
+    model = (
+        get_registry()
+        .from_table("model", {"name": "lenet300", "hidden": [16], "activation": "relu"})
+        .build((1, 8, 8), 10)
+    )
+    model.load_state_dict(params, strict=False)
+    return model
+
+
+def _digits_test(job, registry, tmp_path):
+    data = datacache.load(job.config, registry, tmp_path / "data")[1]
+    return data.test_x, data.test_y
+
+
+@pytest.mark.parametrize(
+    ("selection", "stored_bits"),
+    [
+        # 16 values of 32 bits, plus which 16 of 64: min(16 · ⌈log2 64⌉ = 96, 64-bit mask)
+        ("magnitude", 16 * 32 + 64),
+        ("lowfreq", 16 * 32),  # the same zig-zag prefix for every image: no positions
+    ],
+)
+def test_input_metrics_with_the_dct_transform(
+    tmp_path: Path, registry: Registry, selection: str, stored_bits: int
+) -> None:
     (job,) = jobs_for(
         tmp_path,
         registry,
-        """
+        f"""
 [transform]
 name = "dct"
 ratio = 0.25
+selection = "{selection}"
 """,
     )
     store = run_all([job], registry, tmp_path)
     row = row_of(store, job)
     assert row["status"] == "completed", row["error"]
     assert row["input_values"] == 16  # floor(0.25 · 8 · 8) coefficients per image
-    assert row["input_ratio"] == 4.0
+    assert row["input_ratio"] == 64 * 32 / stored_bits  # raw: 64 32-bit floats
     assert row["params"] == MLP_PARAMS  # reconstruction output: the same 8×8 input shape
+    # forward D @ x @ Dᵀ: 8·8·8 + 8·8·8 MACs, the inverse as many; 2 FLOPs per MAC
+    assert row["transform_flops"] == 2 * 2 * (8 * 8 * 8 + 8 * 8 * 8) == 4096
+    assert row["flops_effective"] == row["flops"] == 2 * MLP_WEIGHTS
+    assert row["flops_total"] == row["flops_effective"] + row["transform_flops"]
     assert json.loads(row["plugin_versions"])["transform:dct"] == "1"
 
 

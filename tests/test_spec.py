@@ -99,10 +99,10 @@ def test_hash_is_sha256_of_file_and_changes_with_overrides_and_quick():
     plain = load_spec(WIDTH_RATIO)
     assert plain.hash == hashlib.sha256(WIDTH_RATIO.read_bytes()).hexdigest()
     assert load_spec(WIDTH_RATIO).hash == plain.hash
-    with_set = load_spec(WIDTH_RATIO, overrides=["model.width=2"])
+    with_set = load_spec(WIDTH_RATIO, overrides=["optimizer.epochs=3"])
     quick = load_spec(WIDTH_RATIO, quick=True)
     assert len({plain.hash, with_set.hash, quick.hash}) == 3
-    assert load_spec(WIDTH_RATIO, overrides=["model.width=2"]).hash == with_set.hash
+    assert load_spec(WIDTH_RATIO, overrides=["optimizer.epochs=3"]).hash == with_set.hash
 
 
 # ------------------------------------------------------------------------------ --set
@@ -116,7 +116,7 @@ def test_overrides_apply_to_document(tmp_path):
             "matrix.seeds=[0,1]",
             "dataset.name=digits",
             "data.train_subset=100",
-            "matrix.model.width=[1.0, 2.0]",
+            'matrix."optimizer.lr"=[0.1, 0.2]',
         ],
     )
     assert spec.document["model"] == {"name": "st_net", "width": 2}
@@ -124,7 +124,12 @@ def test_overrides_apply_to_document(tmp_path):
     assert spec.document["dataset"] == {"name": "digits"}
     assert spec.document["data"] == {"train_subset": 100}
     assert spec.seeds == [0, 1]
-    assert spec.axes == {"model.width": [1.0, 2.0]}
+    assert spec.axes == {"optimizer.lr": [0.1, 0.2]}
+
+
+def test_override_of_a_matrix_axis_is_an_error_naming_the_axis(tmp_path):
+    with pytest.raises(BenchError, match=r"model.width is a \[matrix\] axis"):
+        load_spec(WIDTH_RATIO, overrides=["model.width=2"])
 
 
 def test_override_replaces_quoted_axis_in_place():

@@ -84,6 +84,15 @@ def test_round_trip_every_column(store: Store) -> None:
         "latency_batch_p90_ms": 1.9,
         "latency_batch_size": 256,
         "train_seconds": 12.5,
+        "train_reused": True,
+        "compress_seconds": 0.5,
+        "dense_test_accuracy": 0.97,
+        "transform_flops": 176_000,
+        "flops_total": 226_000,
+        "latency_deployed_b1_median_ms": 0.1,
+        "latency_deployed_b1_p90_ms": 0.15,
+        "latency_deployed_batch_median_ms": 1.2,
+        "latency_deployed_batch_p90_ms": 1.4,
         "sparsity": 0.75,  # not a column: must land in `extra`
     }
     assert set(metrics) - {"sparsity"} == set(METRIC_COLUMNS)
@@ -190,16 +199,17 @@ def test_migrations_recorded_once_and_reopen_is_idempotent(store: Store) -> None
 def test_adding_a_migration_is_one_function(store: Store, monkeypatch) -> None:
     store.save(make_record("a"))
 
-    def m002_add_notes(con) -> None:
+    def m099_add_notes(con) -> None:
         con.execute("ALTER TABLE runs ADD COLUMN notes VARCHAR")
 
     monkeypatch.setattr(
-        migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m002_add_notes", m002_add_notes)]
+        migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m099_add_notes", m099_add_notes)]
     )
     fresh = Store(store.path)
     assert fresh.completed_ids(["a"]) == {"a"}  # a read brings the schema up to date
     names = [r[0] for r in raw(store, "SELECT name FROM schema_migrations ORDER BY name")]
-    assert names == ["m001_initial", "m002_add_notes"]
+    assert names == [name for name, _ in migrations.MIGRATIONS]
+    assert names[0] == "m001_initial" and names[-1] == "m099_add_notes"
     assert "notes" in column_types(store)
 
 

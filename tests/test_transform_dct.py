@@ -171,3 +171,115 @@ def test_plugins_are_documented():
         assert cls.version == "1" and cls.summary()
         for name, field in cls.Options.model_fields.items():
             assert field.description, f"{cls.name}.{name} has no description"
+
+
+# ------------------------------------------------------- stored bits and FLOPs
+
+
+@pytest.mark.parametrize(
+    ("kept", "total", "bits"),
+    [
+        (235, 784, 784),  # β = 0.3 on 28×28: a list would take 235 · 10 = 2350 bits
+        (78, 784, 780),  # β = 0.1: the list (78 · 10) is cheaper than the mask
+        (79, 784, 784),  # 79 · 10 = 790 > 784
+        (784, 784, 0),  # everything kept: nothing to say
+        (16, 64, 64),  # 16 · 6 = 96 > 64
+        (1, 1, 0),
+    ],
+)
+def test_position_bits_by_hand(kept, total, bits):
+    assert transforms.position_bits(kept, total) == bits
+
+
+@pytest.mark.parametrize("output", ["coefficients", "reconstruction"])
+def test_stored_bits_of_magnitude_and_lowfreq_by_hand(output):
+    x = torch.rand(6, 1, 28, 28)
+    data = _data(x)
+    assert data.stored_input_bits == 784 * 32  # raw: 32-bit floats
+    magnitude = _dct(ratio=0.3, output=output).apply(data)
+    lowfreq = _dct(ratio=0.3, selection="lowfreq", output=output).apply(data)
+    # k = 235 values of 32 bits; magnitude also says which: min(235 · ⌈log2 784⌉, 784) bits
+    assert magnitude.input_values == lowfreq.input_values == 235
+    assert magnitude.stored_input_bits == 235 * 32 + 784 == 8304
+    assert lowfreq.stored_input_bits == 235 * 32 == 7520
+    # β = 0.1: k = 78 positions of 10 bits (780) are cheaper than the mask
+    assert _dct(ratio=0.1, output=output).apply(data).stored_input_bits == 78 * 32 + 78 * 10
+    # everything kept: no positions
+    assert _dct(ratio=1.0, output=output).apply(data).stored_input_bits == 784 * 32
+
+
+def test_stored_bits_count_every_channel():
+    x = torch.randn(5, 3, 8, 8)
+    out = _dct(ratio=0.5).apply(_data(x, 1))
+    # per channel: k = 32 values, positions min(32 · 6, 64) = 64 bits
+    assert out.stored_input_bits == 3 * (32 * 32 + 64) == 3264
+
+
+def test_flops_by_hand():
+    # 28×28, one channel: forward D_H @ x @ D_Wᵀ = 28·28·28 + 28·28·28 = 43,904 MACs;
+    # the inverse as many again: 87,808 MACs (issue 13's ≈ 88k), 2 FLOPs each.
+    assert _dct(output="reconstruction").flops((1, 28, 28)) == 2 * 87_808 == 175_616
+    assert _dct(output="coefficients").flops((1, 28, 28)) == 2 * 43_904
+    # rectangular, several channels: 3 · (5·5·7 + 5·7·7) MACs forward
+    assert _dct(output="coefficients").flops((3, 5, 7)) == 2 * 3 * (175 + 245)
+    assert Identity().flops((1, 28, 28)) == 0
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 5, 7)])
+@pytest.mark.parametrize("output", ["coefficients", "reconstruction"])
+@pytest.mark.parametrize("selection", ["magnitude", "lowfreq"])
+def test_flops_match_flop_counter_mode(shape, output, selection):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dct = _dct(ratio=0.3, selection=selection, output=output)
+    x = torch.rand(1, *shape)
+    with FlopCounterMode(display=False) as counter:  # the plugin's own computation
+        dct._transform(x, dct.kept(*shape[-2:]))
+    assert dct.flops(shape) == counter.get_total_flops() > 0
+
+
+MNIST_ROOT = "/work/shared/data"
+
+
+@pytest.fixture(scope="module")
+def mnist_images() -> torch.Tensor:
+    """300 real MNIST test images, float32, normalised as the `mnist` plugin's default."""
+    datasets = pytest.importorskip("torchvision.datasets")
+    try:
+        ds = datasets.MNIST(root=MNIST_ROOT, train=False, download=False)
+    except RuntimeError:
+        pytest.skip(f"no MNIST files under {MNIST_ROOT}")
+    x = ds.data[:300].to(torch.float32).div(255.0).unsqueeze(1)
+    return (x - 0.5) / 0.5
+
+
+def test_float32_dct_on_real_mnist_matches_float64_scipy(mnist_images):
+    x = mnist_images
+    assert x.dtype == torch.float32 and x.shape == (300, 1, 28, 28)
+    ref = scipy.fft.dctn(x.double().numpy(), axes=(-2, -1), norm="ortho")
+    tol = 3e-5  # |DC| ≤ 28, whose float32 ulp is 1.9e-6; measured error ≈ 7e-6
+
+    # every coefficient (β = 1)
+    full = _dct(ratio=1.0, output="coefficients").apply(_data(x, 0)).train_x
+    assert full.dtype == torch.float32
+    np.testing.assert_allclose(full.numpy(), ref, atol=tol, rtol=0)
+
+    # top-k by magnitude (β = 0.3): a valid top-k of the float64 coefficients (a swap only
+    # between magnitudes within tolerance of each other), values equal to the reference
+    k = 235
+    kept = _dct(ratio=0.3, output="coefficients").apply(_data(x, 0)).train_x.numpy()
+    kept = kept.reshape(300, 784)
+    ref_flat = ref.reshape(300, 784)
+    mask = kept != 0
+    assert (mask.sum(axis=1) == k).all()
+    kth = -np.sort(-np.abs(ref_flat), axis=1)[:, k - 1]
+    assert (np.where(mask, np.abs(ref_flat), np.inf).min(axis=1) >= kth - tol).all()
+    assert (np.where(mask, 0.0, np.abs(ref_flat)).max(axis=1) <= kth + tol).all()
+    np.testing.assert_allclose(kept[mask], ref_flat[mask], atol=tol, rtol=0)
+
+    # the reconstruction: float64 inverse DCT of the same kept coefficients
+    recon = _dct(ratio=0.3).apply(_data(x, 0)).train_x.numpy()
+    expected = scipy.fft.idctn(
+        np.where(mask, ref_flat, 0.0).reshape(x.shape), axes=(-2, -1), norm="ortho"
+    )
+    np.testing.assert_allclose(recon, expected, atol=tol, rtol=0)

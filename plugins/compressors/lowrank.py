@@ -16,11 +16,11 @@ from typing import Literal
 
 import torch
 from pydantic import Field
-from torch import Tensor
+from torch import Tensor, nn
 
-from benchharness import Compressor, CompressorOptions
-
-from ._common import FLOAT_BITS, LayerwiseWeights, as_matrix, scaled_macs
+from benchharness import BenchError, Compressor, CompressorOptions
+from benchharness.coding import LayerwiseWeights, as_matrix, factor_bits, scaled_macs
+from benchharness.deploy import factored
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,11 +40,16 @@ class FactorLayer:
         return (self.us @ self.v.T).to(self.dtype).view(self.shape)
 
     def bits(self) -> int:
-        return FLOAT_BITS * (self.us.numel() + self.v.numel())
+        return factor_bits(self.us.shape[0], self.v.shape[0], self.rank)
 
     def macs(self, dense_macs: int) -> int:
         m, n = self.us.shape[0], self.v.shape[0]
         return scaled_macs(dense_macs, self.rank * (m + n), m * n)
+
+    def deploy(self, module: nn.Module) -> nn.Module | None:
+        """The layer as two: ``n → r`` (Vᵀ; a conv keeps its kernel) then ``r → m`` (U·S,
+        the bias; 1×1 for a conv). None at rank 0 (the layer outputs its bias)."""
+        return factored(module, self.us, self.v)
 
 
 class FactorWeights(LayerwiseWeights):
@@ -110,13 +115,8 @@ class LowRankSelectOptions(CompressorOptions):
     cost: Literal["storage", "flops"] = Field(
         default="storage",
         description="'storage': cost(r) = r·(m + n) stored values; 'flops': cost(r) = "
-        "r·(m + n)·positions, the layer's multiply-accumulates (positions from layer_macs)",
-    )
-    layer_macs: dict[str, int] = Field(
-        default_factory=dict,
-        description="for cost = 'flops': dense MACs of each layer, by weight name (e.g. "
-        "'conv1.weight'); positions = MACs/(m·n). A layer not listed counts as a Linear "
-        "layer (1 position)",
+        "r·(m + n)·positions, the layer's multiply-accumulates per sample (positions = "
+        "dense MACs/(m·n), from the model: a conv counts every output position)",
     )
 
 
@@ -135,7 +135,9 @@ class LowRankSelect(Compressor):
 
     def with_mu(self, mu: float) -> LowRankSelect:
         """A copy of this compressor with μ replaced (validated): the LC C-step hook."""
-        return type(self)(self.Options(**{**self.options.model_dump(), "mu": mu}))
+        copy = type(self)(self.Options(**{**self.options.model_dump(), "mu": mu}))
+        copy.layer_macs = self.layer_macs
+        return copy
 
     def compress(self, weights: Mapping[str, Tensor]) -> FactorWeights:
         layers = {}
@@ -152,7 +154,12 @@ class LowRankSelect(Compressor):
         tail = torch.cat((torch.cumsum(s2.flip(0), 0).flip(0), s2.new_zeros(1)))
         unit = float(m + n)
         if opts.cost == "flops":
-            unit *= opts.layer_macs.get(name, m * n) / (m * n)
+            if name not in self.layer_macs:
+                raise BenchError(
+                    f"compressor lowrank_select: cost = 'flops' needs the MACs of {name}, "
+                    "which the harness did not provide (is it a Linear/Conv weight?)"
+                )
+            unit *= self.layer_macs[name] / (m * n)
         ranks = torch.arange(s2.numel() + 1, dtype=torch.float64, device=s2.device)
         return opts.alpha * unit * ranks + opts.mu / 2 * tail
 

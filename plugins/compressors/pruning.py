@@ -14,19 +14,19 @@ from typing import Literal
 
 import torch
 from pydantic import Field, model_validator
-from torch import Tensor
+from torch import Tensor, nn
 
 from benchharness import BenchError, Compressor, CompressorOptions
-
-from ._common import (
+from benchharness.coding import (
     FLOAT_BITS,
     LayerwiseWeights,
     as_matrix,
     fraction_count,
-    index_bits,
     scaled_macs,
+    sparse_bits,
     top_k_mask,
 )
+from benchharness.deploy import kept_rows, sparse
 
 
 # ------------------------------------------------------------------ unstructured Θ
@@ -53,10 +53,15 @@ class SparseLayer:
         return out.view(self.shape)
 
     def bits(self) -> int:
-        return self.nnz * (FLOAT_BITS + index_bits(self.numel))
+        return sparse_bits(self.numel, self.nnz)
 
     def macs(self, dense_macs: int) -> int:
         return scaled_macs(dense_macs, self.nnz, self.numel)
+
+    def deploy(self, module: nn.Module) -> nn.Module | None:
+        """The layer with a torch sparse CSR weight (Linear; Conv2d by im2col); None for
+        other convs."""
+        return sparse(module, self.dense())
 
 
 class SparseWeights(LayerwiseWeights):
@@ -225,6 +230,11 @@ class RowLayer:
 
     def macs(self, dense_macs: int) -> int:
         return scaled_macs(dense_macs, int(self.kept.sum()), self.kept.numel())
+
+    def deploy(self, module: nn.Module) -> nn.Module | None:
+        """A layer with only the kept rows, scattered into the full output (a removed
+        row outputs its bias)."""
+        return kept_rows(module, self.kept, self.rows)
 
 
 class RowWeights(LayerwiseWeights):

@@ -17,8 +17,9 @@ from pydantic import Field
 from torch import Tensor
 
 from benchharness import Compressor, CompressorOptions
+from benchharness.coding import FLOAT_BITS, LayerwiseWeights, index_bits, top_k_mask
 
-from ._common import FLOAT_BITS, LayerwiseWeights, index_bits, top_k_mask
+from .kmeans import kmeans_1d, optimal_kmeans_1d
 
 
 # --------------------------------------------------------------------------------- Θ
@@ -62,124 +63,6 @@ def _learned_layer(w: Tensor, codebook: np.ndarray, codes: np.ndarray) -> Codebo
     )
 
 
-# ------------------------------------------------------------------ 1-D k-means
-def _assign(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest-centroid codes for sorted ``centroids``; unused centroids are dropped."""
-    midpoints = (centroids[1:] + centroids[:-1]) / 2
-    codes = np.searchsorted(midpoints, x, side="right")
-    used = np.bincount(codes, minlength=centroids.size) > 0
-    if used.all():
-        return centroids, codes
-    return centroids[used], (np.cumsum(used) - 1)[codes]
-
-
-def _distinct(sorted_x: np.ndarray) -> np.ndarray:
-    return sorted_x[np.concatenate(([True], sorted_x[1:] != sorted_x[:-1]))]
-
-
-def kmeans_1d(x: np.ndarray, k: int, max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's algorithm in 1-D: ``(codebook, codes)`` with ``len(codebook) ≤ k``.
-
-    Deterministic: the centroids start at the quantiles (i + ½)/k of the distinct values.
-    A cluster is a contiguous run of the sorted values, so one iteration is k
-    binary searches plus prefix-sum differences, O(k log n). Stops when the partition
-    stops changing (then every centroid is its cluster's mean) or after ``max_iter``.
-    With at most k distinct values the codebook is those values (zero error).
-    """
-    xs = np.sort(x)
-    distinct = _distinct(xs)
-    if distinct.size <= k:
-        return distinct, np.searchsorted(distinct, x)
-    centroids = distinct[np.floor((np.arange(k) + 0.5) * distinct.size / k).astype(np.int64)]
-    prefix = np.concatenate(([0.0], np.cumsum(xs)))
-    edges = None
-    for _ in range(max_iter):
-        midpoints = (centroids[1:] + centroids[:-1]) / 2
-        new_edges = np.concatenate(([0], np.searchsorted(xs, midpoints, side="left"), [xs.size]))
-        if edges is not None and np.array_equal(new_edges, edges):
-            break
-        edges = new_edges
-        counts = np.diff(edges)
-        sums = prefix[edges[1:]] - prefix[edges[:-1]]
-        # an empty cluster keeps its centroid, which stays between its neighbours
-        centroids = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
-    return _assign(x, centroids)
-
-
-def optimal_kmeans_1d(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The exact minimiser of Σ (x_i − c_{code_i})² over codebooks of ≤ k values.
-
-    Dynamic programming over the m sorted distinct values (weighted by multiplicity):
-    D_k(i) = min_j D_{k−1}(j − 1) + SSE(j..i). The optimal split j is monotone in i
-    (the SSE cost is Monge), so each row is filled by divide and conquer, processed one
-    recursion level at a time with numpy: O(k·m log m) time, O(k·m) memory (int32
-    back-pointers; k = 256 on 235k distinct values needs ≈ 240 MB and tens of seconds).
-    """
-    values, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    m = values.size
-    if m <= k:
-        return values, inverse.reshape(-1)
-    centred = values - np.average(values, weights=counts)
-    w_prefix = np.concatenate(([0.0], np.cumsum(counts, dtype=np.float64)))
-    s1 = np.concatenate(([0.0], np.cumsum(counts * centred)))
-    s2 = np.concatenate(([0.0], np.cumsum(counts * centred * centred)))
-
-    def sse(j: np.ndarray, i: np.ndarray) -> np.ndarray:  # values j..i inclusive
-        total = s1[i + 1] - s1[j]
-        return np.maximum(s2[i + 1] - s2[j] - total * total / (w_prefix[i + 1] - w_prefix[j]), 0.0)
-
-    all_i = np.arange(m)
-    cost = sse(np.zeros(m, dtype=np.int64), all_i)
-    back = []
-    for clusters in range(2, k + 1):
-        cost, split = _dp_row(cost, sse, clusters - 1, m)
-        back.append(split)
-    # walk back: cluster `clusters` covers starts[clusters-1] .. end
-    starts = np.zeros(k, dtype=np.int64)
-    end = m - 1
-    for clusters in range(k, 1, -1):
-        starts[clusters - 1] = back[clusters - 2][end]
-        end = starts[clusters - 1] - 1
-    ends = np.concatenate((starts[1:], [m]))
-    sums = np.add.reduceat(counts * values, starts)
-    codebook = sums / (w_prefix[ends] - w_prefix[starts])
-    cluster_of_value = np.searchsorted(starts, all_i, side="right") - 1
-    return codebook, cluster_of_value[inverse.reshape(-1)]
-
-
-def _dp_row(prev: np.ndarray, sse, first: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row D(i) = min_{first ≤ j ≤ i} prev[j−1] + sse(j, i) for i ≥ first, by level-wise
-    divide and conquer on the monotone argmin. Entries i < first are left at 0."""
-    cost = np.zeros(m)
-    split = np.zeros(m, dtype=np.int32)
-    lo = np.array([first])
-    hi = np.array([m - 1])
-    opt_lo = np.array([first])
-    opt_hi = np.array([m - 1])
-    while lo.size:
-        mid = (lo + hi) // 2
-        j_hi = np.minimum(opt_hi, mid)
-        lengths = j_hi - opt_lo + 1  # ≥ 1: opt_lo ≤ lo ≤ mid
-        seg_start = np.cumsum(lengths) - lengths
-        total = int(lengths.sum())
-        j = np.arange(total) - np.repeat(seg_start - opt_lo, lengths)
-        value = prev[j - 1] + sse(j, np.repeat(mid, lengths))
-        best = np.minimum.reduceat(value, seg_start)
-        position = np.where(value <= np.repeat(best, lengths), np.arange(total), total)
-        best_j = j[np.minimum.reduceat(position, seg_start)]  # leftmost minimiser
-        cost[mid] = best
-        split[mid] = best_j
-        left = mid > lo
-        right = mid < hi
-        lo, hi, opt_lo, opt_hi = (
-            np.concatenate((lo[left], mid[right] + 1)),
-            np.concatenate((mid[left] - 1, hi[right])),
-            np.concatenate((opt_lo[left], best_j[right])),
-            np.concatenate((best_j[left], opt_hi[right])),
-        )
-    return cost, split
-
-
 # --------------------------------------------------------------------- compressors
 class QuantizeOptions(CompressorOptions):
     k: int = Field(
@@ -190,31 +73,64 @@ class QuantizeOptions(CompressorOptions):
     )
     method: Literal["kmeans", "optimal"] = Field(
         default="kmeans",
-        description="'kmeans': Lloyd's algorithm from quantile initialisation (fast, a "
-        "local optimum); 'optimal': the exact 1-D optimum by dynamic programming, "
-        "O(K·m log m) for m distinct values",
+        description="'kmeans': Lloyd's algorithm, best of several starts (quantile "
+        "initialisation, k-means++ restarts and, in a training scheme's later C steps, "
+        "the previous codebook); fast, a local optimum. 'optimal': the exact 1-D optimum "
+        "by dynamic programming, O(K·m log m) for m distinct values",
     )
     max_iter: int = Field(
         default=300,
         ge=1,
         le=100_000,
-        description="for method = 'kmeans': at most this many Lloyd iterations per layer "
-        "(it stops earlier once the partition is stable)",
+        description="for method = 'kmeans': at most this many Lloyd iterations per start "
+        "and layer (it stops earlier once the partition is stable)",
+    )
+    restarts: int = Field(
+        default=4,
+        ge=0,
+        le=1000,
+        description="for method = 'kmeans': k-means++ seedings tried besides the quantile "
+        "start (0 = the quantile start only); the lowest-error result is kept",
+    )
+    seed: int = Field(
+        default=0,
+        ge=0,
+        description="for method = 'kmeans': seed of the k-means++ draws (fixed, so the "
+        "result depends on the weights alone, not on the job's seed)",
+    )
+    warm_start: bool = Field(
+        default=True,
+        description="for method = 'kmeans': when the same compressor is called again on "
+        "weights of the same names (the next C step of LC or iDC), also start from each "
+        "layer's previous codebook, as the LC toolkit does; the lowest-error start wins, "
+        "so this is never worse than a cold call on the same weights",
     )
 
 
 class Quantize(Compressor):
     """Adaptive quantisation: a K-entry codebook per layer (k-means or exact optimum).
 
-    Π minimises Σ (w − c_code)² per layer: k-means (Lloyd, deterministic quantile
-    initialisation over the distinct values) or, with ``method = "optimal"``, the global
-    1-D optimum by dynamic programming. A layer with ≤ K distinct values is stored
-    exactly, so Π(Δ(Θ)) = Θ. Bits per layer: numel × ⌈log2 C⌉ + 32·C (C ≤ K entries).
+    Π minimises Σ (w − c_code)² per layer. ``method = "kmeans"``: Lloyd's algorithm in
+    1-D (exact assignment on the sorted values) from the quantiles (i + ½)/K of the
+    distinct values and from ``restarts`` k-means++ seedings (fixed ``seed``), keeping
+    the lowest error; so it is deterministic and never worse than the quantile start
+    alone. Warm start (``warm_start``): the instance remembers each layer's last
+    codebook by weight name, and a later call (the next LC / iDC C step: ``with_mu``
+    returns this same instance) adds it, topped up to K by k-means++, as one more start.
+    A fresh instance (DC, post-training compression) has nothing to remember.
+    ``method = "optimal"``: the global 1-D optimum by dynamic programming. A layer with
+    ≤ K distinct values is stored exactly, so Π(Δ(Θ)) = Θ. Bits per layer:
+    numel × ⌈log2 C⌉ + 32·C (C ≤ K entries).
     """
 
     name = "quantize"
     version = "1"
     Options = QuantizeOptions
+
+    def __init__(self, options: QuantizeOptions | None = None):
+        super().__init__(options)
+        #: the last codebook of each weight name (the warm start of the next call)
+        self.codebooks: dict[str, np.ndarray] = {}
 
     def compress(self, weights: Mapping[str, Tensor]) -> CodebookWeights:
         opts = self.options
@@ -224,7 +140,15 @@ class Quantize(Compressor):
             if opts.method == "optimal":
                 codebook, codes = optimal_kmeans_1d(x, opts.k)
             else:
-                codebook, codes = kmeans_1d(x, opts.k, opts.max_iter)
+                codebook, codes = kmeans_1d(
+                    x,
+                    opts.k,
+                    opts.max_iter,
+                    restarts=opts.restarts,
+                    seed=opts.seed,
+                    init=self.codebooks.get(name) if opts.warm_start else None,
+                )
+                self.codebooks[name] = codebook
             layers[name] = _learned_layer(w, codebook, codes)
         return CodebookWeights(layers)
 

@@ -1,13 +1,35 @@
-"""An example third-party benchharness plugin: a logistic-regression model and a
-Gaussian-noise input transform."""
+"""An example third-party benchharness plugin: a logistic-regression model, a
+Gaussian-noise input transform, a data-free compressor (power-of-two rounding) and a
+data-aware one (activation-weighted pruning)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from benchharness import Data, Model, PluginOptions, Transform, hookimpl
+from benchharness import (
+    BenchError,
+    Compressed,
+    CompressionContext,
+    Compressor,
+    CompressorOptions,
+    Data,
+    Model,
+    PluginOptions,
+    Transform,
+    hookimpl,
+)
+from benchharness.coding import (
+    FLOAT_BITS,
+    LayerwiseWeights,
+    fraction_count,
+    index_bits,
+    scaled_macs,
+    sparse_bits,
+)
 
 
 class LogReg(Model):
@@ -53,3 +75,116 @@ def register_models(register):
 @hookimpl
 def register_transforms(register):
     register(GaussianNoise)
+
+
+# ------------------------------------------------------------------ compressors
+class PowerOfTwoLayer:
+    """One layer of Θ: a sign bit and an exponent code per weight, and the top exponent."""
+
+    def __init__(self, shape: torch.Size, top: int, codes: torch.Tensor, levels: int):
+        self.shape, self.top, self.codes, self.levels = shape, top, codes, levels
+
+    def dense(self) -> torch.Tensor:
+        magnitude = torch.pow(2.0, (self.top - self.codes.abs() + 1).float())
+        return torch.where(self.codes == 0, 0.0, torch.sign(self.codes) * magnitude).view(
+            self.shape
+        )
+
+    def bits(self) -> int:
+        # a sign bit + an index into {0, 2^top, ..., 2^(top-levels+1)} per weight, 32 for top
+        return self.codes.numel() * (1 + index_bits(self.levels + 1)) + FLOAT_BITS
+
+    def macs(self, dense_macs: int) -> int:
+        return dense_macs  # shifts instead of multiplies, but as many of them
+
+
+class PowerOfTwo(Compressor):
+    """Rounds every weight to ±2^e (or 0) with e among the `levels` largest exponents.
+
+    Data-free: usable after training, inside LC, and as a part of `additive`. Rounding is
+    to the nearest exponent in log2 space; magnitudes below the smallest level become 0.
+    Bits per weight: 1 sign + ⌈log2(levels + 1)⌉; plus a 32-bit top exponent per layer.
+    """
+
+    name = "pow2"
+    version = "0.1.0"
+
+    class Options(CompressorOptions):
+        levels: int = Field(4, ge=1, le=64, description="number of exponents kept per layer")
+
+    def compress(self, weights: Mapping[str, torch.Tensor]) -> Compressed:
+        layers = {}
+        for name, w in weights.items():
+            flat = w.detach().reshape(-1).double()
+            exponent = torch.round(torch.log2(flat.abs().clamp_min(1e-30)))
+            top = int(exponent.max()) if flat.abs().max() > 0 else 0
+            steps = (top - exponent).clamp(min=0)
+            code = torch.where(steps < self.options.levels, steps + 1, 0).long()
+            layers[name] = PowerOfTwoLayer(
+                w.shape, top, code * torch.sign(flat).long(), self.options.levels
+            )
+        return LayerwiseWeights(layers)
+
+
+class ActivationPruneLayer:
+    """One layer of Θ: the kept weights and their flat positions."""
+
+    def __init__(self, weight: torch.Tensor, mask: torch.Tensor):
+        self.shape = weight.shape
+        self.positions = torch.nonzero(mask.reshape(-1)).squeeze(1)
+        self.values = weight.reshape(-1)[self.positions].clone()
+
+    def dense(self) -> torch.Tensor:
+        out = torch.zeros(self.shape.numel(), dtype=self.values.dtype, device=self.values.device)
+        out[self.positions] = self.values
+        return out.view(self.shape)
+
+    def bits(self) -> int:
+        return sparse_bits(self.shape.numel(), self.positions.numel())
+
+    def macs(self, dense_macs: int) -> int:
+        return scaled_macs(dense_macs, self.positions.numel(), self.shape.numel())
+
+
+class ActivationPrune(Compressor):
+    """Data-aware pruning of Linear layers: keep the weights of largest |W_ij|·‖x_j‖.
+
+    ‖x_j‖ is the norm of input feature j over calibration samples from the training
+    split, so weights fed by inactive inputs go first. Keeps round(keep × inputs) weights
+    in every output row. Storage: kept values + flat positions (benchharness.coding).
+    """
+
+    name = "act_prune"
+    version = "0.1.0"
+    data_aware = True
+
+    class Options(CompressorOptions):
+        keep: float = Field(0.5, gt=0, le=1, description="fraction of each row's weights kept")
+        calibration: int = Field(
+            256, ge=1, description="calibration samples from the training split"
+        )
+
+    def compress_model(self, ctx: CompressionContext) -> Compressed:
+        selected = self.select(ctx.model)
+        modules = [name.rsplit(".", 1)[0] for name in selected]
+        batches = ctx.calibration_batches(min(self.options.calibration, ctx.train_size))
+        captured = ctx.capture(ctx.model, modules, batches)
+        layers = {}
+        for (name, weight), module in zip(selected.items(), modules, strict=True):
+            inputs = captured[module].inputs.flatten(1)
+            if inputs.shape[1] != weight.shape[1]:
+                raise BenchError(f"act_prune: {module} is not a Linear layer")
+            score = weight.detach().abs() * inputs.norm(dim=0)
+            keep = fraction_count(self.options.keep, weight.shape[1])
+            mask = torch.zeros_like(score, dtype=torch.bool)
+            mask.scatter_(1, score.topk(keep, dim=1).indices, True)
+            layers[name] = ActivationPruneLayer(weight.detach(), mask)
+        kept = sum(layer.positions.numel() for layer in layers.values())
+        ctx.report(kept_fraction=kept / max(1, sum(w.numel() for w in selected.values())))
+        return LayerwiseWeights(layers)
+
+
+@hookimpl
+def register_compressors(register):
+    register(PowerOfTwo)
+    register(ActivationPrune)

@@ -1,0 +1,1 @@
+"""Never imported: the entry point misspells this module's name."""
