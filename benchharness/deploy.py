@@ -127,18 +127,8 @@ def factored(module: nn.Module, us: Tensor, v: Tensor) -> nn.Module | None:
         first.weight.data = v.T.contiguous().clone()
         second.weight.data = us.contiguous().clone()
     elif isinstance(module, _CONV) and module.groups == 1:
-        kind = type(module)
-        first = kind(
-            module.in_channels,
-            rank,
-            module.kernel_size,
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            bias=False,
-            padding_mode=module.padding_mode,
-        )
-        second = kind(rank, module.out_channels, 1, bias=bias)
+        first = _conv_like(module, rank, bias=False)
+        second = type(module)(rank, module.out_channels, 1, bias=bias)
         first.weight.data = v.T.reshape(rank, *module.weight.shape[1:]).clone()
         second.weight.data = us.reshape(*us.shape, *(1,) * (module.weight.dim() - 2)).clone()
     else:
@@ -257,16 +247,7 @@ def kept_rows(module: nn.Module, kept: Tensor, rows: Tensor) -> nn.Module | None
         small: nn.Module = nn.Linear(module.in_features, count, bias=bias is not None)
         dim = -1
     elif isinstance(module, _CONV) and module.groups == 1:
-        small = type(module)(
-            module.in_channels,
-            count,
-            module.kernel_size,
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            bias=bias is not None,
-            padding_mode=module.padding_mode,
-        )
+        small = _conv_like(module, count, bias=bias is not None)
         dim = 1
     else:
         return None
@@ -274,3 +255,18 @@ def kept_rows(module: nn.Module, kept: Tensor, rows: Tensor) -> nn.Module | None
     if bias is not None:
         small.bias.data = bias.detach()[kept].clone()
     return _like(module, KeptRows(small, kept, bias, module.weight.shape[0], dim))
+
+
+def _conv_like(module: nn.Module, out_channels: int, *, bias: bool) -> nn.Module:
+    """A conv of ``module``'s kind, inputs, kernel, stride, padding and dilation with
+    ``out_channels`` outputs."""
+    return type(module)(
+        module.in_channels,
+        out_channels,
+        module.kernel_size,
+        stride=module.stride,
+        padding=module.padding,
+        dilation=module.dilation,
+        bias=bias,
+        padding_mode=module.padding_mode,
+    )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -98,15 +97,3 @@ def _read(entry: Entry, device: torch.device | str) -> None:
         entry.problem = f"discarded unreadable cache entry {entry.path} ({type(exc).__name__})"
         with contextlib.suppress(OSError):
             entry.path.unlink()
-
-
-class Stopwatch:
-    """Wall time of a block, in seconds (``.seconds`` after it ends)."""
-
-    def __enter__(self) -> Stopwatch:
-        self.start = time.perf_counter()
-        self.seconds = 0.0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self.start

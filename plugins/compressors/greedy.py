@@ -14,7 +14,14 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from benchharness import BenchError, Compressor, PluginOptions
-from benchharness.coding import FLOAT_BITS, LayerwiseWeights, as_matrix, index_bits, scaled_macs
+from benchharness.coding import (
+    FLOAT_BITS,
+    LayerwiseWeights,
+    as_matrix,
+    index_bits,
+    scaled_macs,
+    sparse_bits,
+)
 from benchharness.compression import CompressionContext
 
 from .greedy_scores import (
@@ -57,7 +64,7 @@ class GreedyLayer:
     def bits(self) -> int:
         numel = self.values.numel()
         if self.mode == "prune":
-            return self.nnz * (FLOAT_BITS + index_bits(numel))
+            return sparse_bits(numel, self.nnz)
         if self.mode == "structured":
             return FLOAT_BITS * (numel - self.removed_values) + self.units
         escaped = numel - int(self.compressed.sum())
