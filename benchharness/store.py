@@ -151,15 +151,12 @@ class Store:
             ).df()
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-        """Run SQL on a read-only connection; any error (a write included) is a BenchError."""
+        """Run one query statement on a read-only, sandboxed connection (no file, network
+        or extension access: :mod:`benchharness.sql_sandbox`); any error is a BenchError."""
+        from benchharness.sql_sandbox import run_sandboxed
+
         with self._read() as con:
-            try:
-                result = con.execute(sql, params) if params else con.execute(sql)
-                if result.description is None:
-                    return pd.DataFrame()
-                return result.df()
-            except duckdb.Error as error:
-                raise BenchError(f"SQL error: {_one_line(error)}") from None
+            return run_sandboxed(con, sql, params)
 
     # ------------------------------------------------------------- connections
 
