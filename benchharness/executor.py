@@ -1,20 +1,15 @@
-"""Runs jobs on the available devices: one worker per device pulling from a job queue.
+"""Runs jobs on the available devices and saves each result the moment it arrives.
 
 Only this (parent) process writes to the database: each finished job is saved in its
-own transaction the moment it arrives, so a crash or kill loses at most the jobs in
-flight. With one device the worker is the parent process itself (no process overhead,
-in-process plugins visible); with several, each device gets a spawned process.
+own transaction, so a crash or kill loses at most the jobs in flight. With one device
+and no timeout the jobs run in the parent process itself (no process overhead,
+in-process plugins visible); otherwise each device gets a spawned worker
+(:mod:`benchharness.workers`).
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-import queue
-import signal
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +17,13 @@ import torch
 
 from benchharness import datacache
 from benchharness.errors import BenchError
-from benchharness.jobcontext import Progress
+from benchharness.interrupts import deferred_interrupts
 from benchharness.matrix import Job
 from benchharness.plugins import Registry, get_registry
 from benchharness.progress import StudyProgress
 from benchharness.records import RunRecord
-from benchharness.runner import failed_record, run_job
+from benchharness.runner import run_job
+from benchharness.workers import run_in_workers
 
 Save = Callable[[RunRecord], Any]
 
@@ -63,12 +59,6 @@ def parse_devices(spec: str) -> list[torch.device]:
     return devices
 
 
-@dataclass(frozen=True)
-class _Paths:
-    data_dir: Path
-    cache_dir: Path
-
-
 def threads_per_worker(workers: int, budget: int | None = None) -> int:
     """Torch intra-op threads for each of ``workers`` job-running processes: ``budget``
     split evenly, at least 1. The budget defaults to this process's torch thread count
@@ -89,149 +79,90 @@ def execute(
     cache_dir: Path,
     registry: Registry | None = None,
     progress: StudyProgress | None = None,
+    timeout: float | None = None,
+    max_failures: int | None = None,
 ) -> list[RunRecord]:
-    """Run ``jobs``, calling ``save(record)`` for each as soon as it finishes.
+    """Run ``jobs``, calling ``save(record)`` for each as soon as it finishes; return the
+    records in the order they finished.
 
     Every dataset is loaded (downloaded if missing) once before any job starts, so a
     missing dataset raises one :class:`BenchError` instead of failing every job.
+
+    ``timeout`` (seconds) stops a job that runs longer: it is stored as failed ("timed
+    out after N s") and the study goes on. Only a process can be stopped reliably, so
+    with a timeout even a single device runs its jobs in a spawned worker (which sees
+    installed plugins only, not ones registered in this process). Once ``max_failures``
+    jobs have failed no new job starts; the running ones finish, the others get no
+    record (fewer records than jobs).
     """
     registry = registry or get_registry()
     datacache.prepare([job.config for job in jobs], registry, data_dir)
     progress = progress or StudyProgress(len(jobs), len(devices))
-    paths = _Paths(data_dir, cache_dir)
+    study = _Study(save, progress, max_failures)
     threads = threads_per_worker(len(devices))
     try:
-        if len(devices) == 1:
-            return _execute_inline(jobs, devices[0], threads, save, paths, registry, progress)
-        return _execute_workers(jobs, devices, threads, save, paths, progress)
+        if len(devices) == 1 and timeout is None:
+            _execute_inline(jobs, devices[0], threads, study, data_dir, cache_dir, registry)
+        else:
+            run_in_workers(
+                jobs,
+                devices,
+                threads=threads,
+                data_dir=data_dir,
+                cache_dir=cache_dir,
+                finish=study.finish,
+                stopping=study.stopping,
+                progress=progress,
+                timeout=timeout,
+            )
+        return study.records
     finally:
         progress.close()
+
+
+class _Study:
+    """What the finished jobs of one ``execute`` call add up to."""
+
+    def __init__(self, save: Save, progress: StudyProgress, max_failures: int | None):
+        self.save = save
+        self.progress = progress
+        self.max_failures = max_failures
+        self.records: list[RunRecord] = []
+        self.failures = 0
+
+    def finish(self, record: RunRecord) -> None:
+        """Save a finished job at once (its own transaction, never cut short by Ctrl-C or
+        SIGTERM), then show it."""
+        with deferred_interrupts():
+            outcome = self.save(record)
+        self.records.append(record)
+        self.failures += record.status != "completed"
+        self.progress.job_finished(record, kept_earlier=outcome == "kept_completed")
+
+    def stopping(self) -> bool:
+        return self.max_failures is not None and self.failures >= self.max_failures
 
 
 def _execute_inline(
     jobs: list[Job],
     device: torch.device,
     threads: int,
-    save: Save,
-    paths: _Paths,
+    study: _Study,
+    data_dir: Path,
+    cache_dir: Path,
     registry: Registry,
-    progress: StudyProgress,
-) -> list[RunRecord]:
+) -> None:
     torch.set_num_threads(threads)
-    records = []
     for job in jobs:
-        progress.job_started_event(job)
-        record = run_job(
-            job,
-            registry=registry,
-            device=device,
-            data_dir=paths.data_dir,
-            cache_dir=paths.cache_dir,
-            events=progress.event,
-        )
-        _finish(record, save, progress)
-        records.append(record)
-    return records
-
-
-def _finish(record: RunRecord, save: Save, progress: StudyProgress) -> None:
-    """Save a finished job at once (its own transaction), then show it."""
-    outcome = save(record)
-    progress.job_finished(record, kept_earlier=outcome == "kept_completed")
-
-
-def _worker(device: torch.device, threads: int, tasks: Any, results: Any, paths: _Paths) -> None:
-    """Worker process: run jobs from ``tasks`` on ``device``, send everything to ``results``."""
-    # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    registry = get_registry()
-    while True:
-        job = tasks.get()
-        if job is None:
+        if study.stopping():
             return
-        results.put(("start", job.id, os.getpid()))
+        study.progress.job_started_event(job)
         record = run_job(
             job,
             registry=registry,
             device=device,
-            data_dir=paths.data_dir,
-            cache_dir=paths.cache_dir,
-            events=lambda e: results.put(("event", e)),
+            data_dir=data_dir,
+            cache_dir=cache_dir,
+            events=study.progress.event,
         )
-        results.put(("done", record))
-
-
-def _execute_workers(
-    jobs: list[Job],
-    devices: list[torch.device],
-    threads: int,
-    save: Save,
-    paths: _Paths,
-    progress: StudyProgress,
-) -> list[RunRecord]:
-    ctx = mp.get_context("spawn")
-    tasks, results = ctx.Queue(), ctx.Queue()
-    for job in jobs:
-        tasks.put(job)
-    for _ in devices:
-        tasks.put(None)
-    workers = [
-        ctx.Process(target=_worker, args=(d, threads, tasks, results, paths), daemon=True)
-        for d in devices
-    ]
-    for w in workers:
-        w.start()
-    by_id = {job.id: job for job in jobs}
-    in_flight: dict[int, str] = {}  # worker pid -> job id
-    records: list[RunRecord] = []
-    try:
-        while len(records) < len(jobs):
-            try:
-                message = results.get(timeout=1.0)
-            except queue.Empty:
-                records += _reap_dead_workers(workers, in_flight, by_id, save, progress)
-                if all(not w.is_alive() for w in workers) and results.empty():
-                    break
-                continue
-            kind = message[0]
-            if kind == "start":
-                in_flight[message[2]] = message[1]
-                progress.job_started_event(by_id[message[1]])
-            elif kind == "event":
-                event: Progress = message[1]
-                progress.event(event)
-            elif kind == "done":
-                record: RunRecord = message[1]
-                in_flight = {pid: jid for pid, jid in in_flight.items() if jid != record.job_id}
-                _finish(record, save, progress)
-                records.append(record)
-    finally:
-        for w in workers:
-            if w.is_alive():
-                w.terminate()
-            w.join(timeout=5)
-    return records
-
-
-def _reap_dead_workers(
-    workers: list[Any],
-    in_flight: dict[int, str],
-    by_id: dict[str, Job],
-    save: Save,
-    progress: StudyProgress,
-) -> list[RunRecord]:
-    """A worker that died mid-job (segfault, OOM kill) fails that job; the rest go on."""
-    lost = []
-    for w in workers:
-        if w.is_alive() or w.pid not in in_flight:
-            continue
-        job = by_id[in_flight.pop(w.pid)]
-        now = datetime.now(UTC)
-        record = failed_record(
-            job, started_at=now, error=f"worker process died with exit code {w.exitcode}"
-        )
-        record.finished_at = now
-        _finish(record, save, progress)
-        lost.append(record)
-    return lost
+        study.finish(record)

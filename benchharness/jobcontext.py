@@ -97,8 +97,7 @@ class JobContext(TrainContext):
             training_inputs(self.job, self.registry, optimizer=resolved),
         )
         with trained_cache.claim(self.cache_dir, key, device=self.device) as entry:
-            if entry.hit:
-                entry.load_into(model)
+            if entry.hit and entry.load_into(model):
                 self.reference_seconds = entry.train_seconds
                 self.log(1, 1, phase="reference_cached", cache_hit=1.0)
                 return model

@@ -259,8 +259,7 @@ def _train(
     with trained_cache.claim(ctx.cache_dir, key, device=ctx.device) as entry:
         if entry.problem:
             ctx.log(1, 1, phase="cache", discarded=1.0)
-        if entry.hit:
-            entry.load_into(model)
+        if entry.hit and entry.load_into(model):
             ctx.curves.extend(entry.curves)
             assert entry.train_seconds is not None
             return model, entry.train_seconds, True

@@ -8,15 +8,22 @@ the same ``train_seconds`` and curves as the job that trained it.
 
 Entries are written atomically (temporary file + rename). A lock file per key makes two
 workers that need the same model train it once: the second waits, then loads. An entry
-that cannot be read (a truncated or corrupt file) is deleted and trained again.
+is checked when read: it must load, be an entry of this format and of its own key, and
+its tensors must match the checksum written with them (and, when loaded into a model,
+that model's parameter names and shapes). One that fails is corrupt: it is moved aside
+to ``<file>.corrupt-<UTC time>`` (kept for inspection, never deleted), named in a
+``warning:`` line on stderr, and trained again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
+import sys
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +34,7 @@ from torch import nn
 from benchharness.matrix import digest
 from benchharness.records import CurvePoint
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the key and a checksum of the tensors are stored with them
 
 
 def cache_key(kind: str, parts: Mapping[str, Any]) -> str:
@@ -45,19 +52,32 @@ class Entry:
     state_dict: dict[str, torch.Tensor] | None = None
     train_seconds: float | None = None
     curves: list[CurvePoint] = dataclasses.field(default_factory=list)
-    problem: str | None = None  # why an existing file was discarded
+    problem: str | None = None  # why an existing file was set aside
 
-    def load_into(self, model: nn.Module) -> nn.Module:
+    @property
+    def key(self) -> str:
+        return self.path.stem
+
+    def load_into(self, model: nn.Module) -> bool:
+        """Load the cached weights into ``model``; False (``model`` untouched, the entry
+        set aside as corrupt, ``hit`` cleared) if they do not fit its parameters."""
         assert self.state_dict is not None
+        mismatch = _mismatch(model.state_dict(), self.state_dict)
+        if mismatch is not None:
+            self.set_aside(mismatch)
+            return False
         model.load_state_dict(self.state_dict)
-        return model
+        return True
 
     def save(self, model: nn.Module, train_seconds: float, curves: list[CurvePoint]) -> None:
         """Store ``model`` atomically: a concurrent reader sees all of it or nothing."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         payload = {
             "format": FORMAT_VERSION,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "key": self.key,
+            "checksum": checksum(state),
+            "state_dict": state,
             "train_seconds": float(train_seconds),
             "curves": [dataclasses.astuple(point) for point in curves],
         }
@@ -65,35 +85,96 @@ class Entry:
         torch.save(payload, tmp)
         os.replace(tmp, self.path)
 
+    def set_aside(self, reason: str) -> None:
+        """Move the entry's file to ``<file>.corrupt-<time>`` and say so on stderr."""
+        self.hit = False
+        self.state_dict = None
+        self.curves = []
+        aside = _aside_path(self.path)
+        try:
+            os.replace(self.path, aside)
+            where = f"moved aside to {aside.name}"
+        except OSError as error:  # e.g. a read-only cache: still retrain
+            where = f"could not move it aside ({error.strerror or error})"
+        self.problem = f"corrupt cache entry {self.path} ({reason}): {where}; training again"
+        print(f"warning: {self.problem}", file=sys.stderr, flush=True)
+
 
 @contextlib.contextmanager
 def claim(cache_dir: Path, key: str, *, device: torch.device | str = "cpu") -> Iterator[Entry]:
     """The entry for ``key`` under ``cache_dir``, holding its lock for the block.
 
     Train and ``save`` inside the block on a miss; other processes asking for the same
-    key wait until the block ends and then find the entry.
+    key wait until the block ends and then find the entry. ``device`` is accepted for
+    callers' convenience; entries load on the CPU (``load_into`` copies to the model).
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{key}.pt"
     with FileLock(str(path) + ".lock"):
+        _remove_stale_temporaries(path)
         entry = Entry(path)
         if path.exists():
-            _read(entry, device)
+            _read(entry)
         yield entry
 
 
-def _read(entry: Entry, device: torch.device | str) -> None:
+def checksum(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of ``state_dict``'s tensors."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _read(entry: Entry) -> None:
     try:
-        payload = torch.load(entry.path, map_location=device, weights_only=True)
+        payload = torch.load(entry.path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, garbage, not a torch file
+        entry.set_aside(f"unreadable: {type(exc).__name__}")
+        return
+    try:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-            raise ValueError("not a benchharness cache entry of this version")
-        entry.state_dict = payload["state_dict"]
-        entry.train_seconds = float(payload["train_seconds"])
-        entry.curves = [
-            CurvePoint(str(p), int(s), str(n), float(v)) for p, s, n, v in payload["curves"]
-        ]
-        entry.hit = True
-    except Exception as exc:  # unreadable: discard it and train again
-        entry.problem = f"discarded unreadable cache entry {entry.path} ({type(exc).__name__})"
+            raise ValueError("not a benchharness cache entry of this format")
+        if payload["key"] != entry.key:
+            raise ValueError(f"holds the entry of {payload['key']}")
+        state_dict = payload["state_dict"]
+        if checksum(state_dict) != payload["checksum"]:
+            raise ValueError("its weights do not match their checksum")
+        curves = [CurvePoint(str(p), int(s), str(n), float(v)) for p, s, n, v in payload["curves"]]
+        train_seconds = float(payload["train_seconds"])
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, ValueError) else f"malformed: {type(exc).__name__}"
+        entry.set_aside(reason)
+        return
+    entry.state_dict, entry.curves, entry.train_seconds = state_dict, curves, train_seconds
+    entry.hit = True
+
+
+def _mismatch(expected: Mapping[str, torch.Tensor], cached: Mapping[str, Any]) -> str | None:
+    if set(expected) != set(cached):
+        return "its parameter names differ from the model's"
+    for name, tensor in expected.items():
+        other = cached[name]
+        if not isinstance(other, torch.Tensor) or other.shape != tensor.shape:
+            return f"{name} does not have the model's shape {tuple(tensor.shape)}"
+    return None
+
+
+def _aside_path(path: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
+    return aside
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporary files of this key left by a writer that was killed mid-save: whoever
+    holds the key's lock is the only writer, so any that exist now are stale."""
+    for tmp in path.parent.glob(f"{path.name}.tmp*"):
         with contextlib.suppress(OSError):
-            entry.path.unlink()
+            tmp.unlink()
