@@ -91,9 +91,17 @@ def _m002_reuse_and_honest_costs(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN torch_threads INTEGER")
 
 
+def _m003_journal_state(con: duckdb.DuckDBPyConnection) -> None:
+    # how much of which journal (benchharness.journal) the database holds
+    con.execute(
+        "CREATE TABLE journal_state (journal_id VARCHAR PRIMARY KEY, applied_bytes BIGINT NOT NULL)"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", _m001_initial),
     ("m002_reuse_and_honest_costs", _m002_reuse_and_honest_costs),
+    ("m003_journal_state", _m003_journal_state),
 ]
 
 

@@ -390,6 +390,7 @@ def _python(code: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -397,29 +398,36 @@ def _python(code: str) -> subprocess.Popen:
     )
 
 
-def test_locked_database_waits_then_names_the_file(store: Store) -> None:
+def test_locked_database_keeps_results_in_the_journal_until_it_frees(store: Store) -> None:
     store.save(make_record("a"))
     holder = _python(
         f"""
         import duckdb, sys, time
         con = duckdb.connect({str(store.path)!r})
         print("locked", flush=True)
-        time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0.8)
+        sys.stdin.readline()
         con.close()
         """
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        impatient = Store(store.path, lock_timeout=0.2)
+        impatient = Store(store.path, lock_timeout=0.2, save_wait=0.2)
         started = time.monotonic()
-        with pytest.raises(BenchError) as error:
-            impatient.save(make_record("b"))
-        assert str(store.path) in str(error.value) and "locked" in str(error.value)
+        assert impatient.save(make_record("b")) == "journaled"  # no error, nothing dropped
         assert time.monotonic() - started >= 0.2
-        # a patient store retries until the other process lets go
-        patient = Store(store.path, lock_timeout=20)
-        assert patient.save(make_record("b")) == "saved"
-        assert patient.completed_ids(["a", "b"]) == {"a", "b"}
+        journaled = [e["row"]["job_id"] for _, e in impatient.journal.read() if e["kind"] == "run"]
+        assert journaled == ["a", "b"]
+        with pytest.raises(BenchError) as error:  # a read cannot wait for ever either
+            impatient.runs()
+        assert str(store.path) in str(error.value) and "locked" in str(error.value)
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=30) == 0
+        # the next command that gets the lock writes what waited
+        assert Store(store.path).completed_ids(["a", "b"]) == {"a", "b"}
+        runs = Store(store.path).runs()
+        assert sorted(runs["job_id"]) == ["a", "b"]
+        assert len(Store(store.path).curves("b")) == 2
     finally:
         holder.kill()
         holder.wait()
