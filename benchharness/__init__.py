@@ -21,6 +21,7 @@ from benchharness.api import (
 from benchharness.compression import Captured, CompressionContext, check_compressed
 from benchharness.errors import BenchError, Diverged
 from benchharness.hookspecs import hookimpl
+from benchharness.plugin_tables import PluginTable
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "Optimizer",
     "Plugin",
     "PluginOptions",
+    "PluginTable",
     "TrainContext",
     "Transform",
     "__version__",

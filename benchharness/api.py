@@ -49,9 +49,10 @@ __all__ = [
 
 
 class PluginOptions(BaseModel):
-    """Base for every plugin's parameters: unknown keys are errors, values are frozen."""
+    """Base for every plugin's parameters: unknown keys are errors, values are frozen, and
+    a float field rejects inf and nan unless it says ``Field(allow_inf_nan=True)``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Plugin:

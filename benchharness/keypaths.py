@@ -7,6 +7,7 @@ or an array replaces that whole subtree.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -135,11 +136,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             pass
+        except RecursionError:
+            raise PathError("the value is nested too deep to read") from None
     return split_path(key.strip()), value
 
 
 def render(value: Any) -> str:
     """A value as it would be written in TOML (near enough), for messages."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # inf, -inf, nan: as TOML writes them
     try:
         return json.dumps(value, ensure_ascii=False, separators=(", ", " = "))
     except (TypeError, ValueError):

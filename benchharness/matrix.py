@@ -15,29 +15,44 @@ import dataclasses
 import hashlib
 import itertools
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchharness.claims import check_claims
 from benchharness.errors import BenchError
 from benchharness.keypaths import (
     PathError,
     get_path,
     has_path,
     join_path,
-    render,
     set_path,
     short,
     split_path,
 )
 from benchharness.plugins import KINDS, Registry
-from benchharness.problems import Problems, unknown_key, validate
+from benchharness.problems import Problems, unknown_key
+from benchharness.resolve import MULTI_SECTIONS, resolve_config
 from benchharness.spec import CONFIG_SECTIONS, HARNESS_SECTIONS, Spec, read_spec
 
-__all__ = ["Job", "describe_job", "digest", "expand", "load_jobs", "resolve_config"]
+__all__ = [
+    "LARGE_MATRIX",
+    "Job",
+    "MatrixTooLarge",
+    "Plan",
+    "describe_job",
+    "digest",
+    "expand",
+    "job_bound",
+    "load_jobs",
+    "plan_jobs",
+    "resolve_config",
+]
 
-_MULTI_SECTIONS = ("transform", "compressor")  # a table or an array of tables
 _REQUIRED_SECTIONS = ("dataset", "model", "optimizer")
+# Matrices that could expand to more jobs than this need confirmation (`--yes`).
+LARGE_MATRIX = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,23 +75,96 @@ def load_jobs(
     *,
     overrides: Sequence[str] = (),
     quick: bool = False,
+    max_jobs: int | None = None,
 ) -> tuple[Spec, list[Job]]:
     """Load the spec at ``path`` and expand it: the one call behind ``bench run``.
 
-    Raises one :class:`BenchError` listing every problem of the file and of every job.
+    Raises one :class:`BenchError` listing every problem of the file and of every job,
+    or :class:`MatrixTooLarge` before expanding anything if the matrix could have more
+    than ``max_jobs`` jobs.
+    """
+    plan = plan_jobs(path, registry, overrides=overrides, quick=quick, max_jobs=max_jobs)
+    return plan.spec, list(plan.jobs())
+
+
+def plan_jobs(
+    path: str | Path,
+    registry: Registry,
+    *,
+    overrides: Sequence[str] = (),
+    quick: bool = False,
+    max_jobs: int | None = None,
+) -> Plan:
+    """Load the spec at ``path`` and validate every configuration of its matrix, without
+    making the jobs (configurations × seeds) yet: :meth:`Plan.jobs` makes them one by one.
+
+    Without ``quick``, the spec's ``[quick]`` version is validated too, so that a typo
+    there is found now rather than at the first ``--quick`` run. Raises as
+    :func:`load_jobs`.
     """
     spec, problems = read_spec(path, overrides=overrides, quick=quick)
-    jobs = _expand(spec, registry, problems)
+    bound = job_bound(spec)
+    if max_jobs is not None and bound > max_jobs:
+        problems.raise_if_any()
+        raise MatrixTooLarge(
+            f"{spec.source}: matrix — expands to up to {bound:,} jobs (over {max_jobs:,})",
+            bound,
+        )
+    configs = _configs(spec, registry, problems)
+    if not quick and isinstance(spec.document.get("quick"), dict) and spec.document["quick"]:
+        quick_spec, quick_problems = read_spec(path, overrides=overrides, quick=True)
+        _configs(quick_spec, registry, quick_problems)
+        for line in quick_problems.lines:
+            if line not in problems.lines:
+                problems.lines.append(f"{line} (with --quick)")
     problems.raise_if_any()
-    return spec, jobs
+    return Plan(spec, configs)
+
+
+class MatrixTooLarge(BenchError):
+    """The matrix could expand to more jobs than allowed without confirmation."""
+
+    def __init__(self, message: str, jobs: int):
+        super().__init__(message)
+        self.jobs = jobs
+
+
+def job_bound(spec: Spec) -> int:
+    """An upper bound of the number of jobs of ``spec``, computed without expanding it:
+    (the product of the axes' lengths + the includes) × the distinct seeds."""
+    return (math.prod(len(v) for v in spec.axes.values()) + len(spec.include)) * len(
+        set(spec.seeds)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A spec's validated configurations, each ``(config, axes)``; jobs are made lazily."""
+
+    spec: Spec
+    configs: list[tuple[dict[str, Any], dict[str, Any]]]
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(dict.fromkeys(self.spec.seeds))
+
+    def __len__(self) -> int:
+        """The number of jobs: configurations × distinct seeds (jobs ids are unique)."""
+        return len(self.configs) * len(self.seeds)
+
+    def jobs(self) -> Iterator[Job]:
+        """Every job, in order: each configuration with each seed."""
+        for config, job_axes in self.configs:
+            for seed in self.seeds:
+                yield _make_job(self.spec, {**config, "seed": seed}, job_axes, seed)
 
 
 def expand(spec: Spec, registry: Registry) -> list[Job]:
     """The validated jobs of ``spec``; :class:`BenchError` listing every problem if any."""
     problems = Problems(spec.source)
-    jobs = _expand(spec, registry, problems)
+    plan = Plan(spec, _configs(spec, registry, problems))
     problems.raise_if_any()
-    return jobs
+    return list(plan.jobs())
 
 
 def describe_job(job: Job) -> str:
@@ -89,41 +177,45 @@ def describe_job(job: Job) -> str:
 
 
 # ------------------------------------------------------------------------ expansion
-def _expand(spec: Spec, registry: Registry, problems: Problems) -> list[Job]:
+def _configs(
+    spec: Spec, registry: Registry, problems: Problems
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every distinct valid configuration of ``spec`` with its axis values, in order;
+    the problems of the others go to ``problems``. Documents are made one at a time."""
     base = spec.base
     axes = _checked_axes(spec, base, registry, problems)
     exclude = _checked_exclude(spec, axes, problems)
 
-    # (document, {axis or include key: value}) of each configuration, before seeds
-    points: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for combo in itertools.product(*axes.values()):
-        chosen = dict(zip(axes, combo, strict=True))
-        if any(_matches(entry, chosen, axes) for entry in exclude):
-            continue
-        doc = _apply(base, chosen, "matrix", problems)
-        if doc is not None:
-            points.append((doc, chosen))
-    for i, entry in enumerate(spec.include):
-        doc = _apply(base, entry, f"matrix.include.{i}", problems)
-        if doc is not None:
-            points.append((doc, {**dict.fromkeys(axes), **entry}))
+    def points() -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """(document, {axis or include key: value}) of each configuration."""
+        for combo in itertools.product(*axes.values()):
+            chosen = dict(zip(axes, combo, strict=True))
+            if any(_matches(entry, chosen, axes) for entry in exclude):
+                continue
+            doc = _apply(base, chosen, "matrix", problems)
+            if doc is not None:
+                yield doc, chosen
+        for i, entry in enumerate(spec.include):
+            doc = _apply(base, entry, f"matrix.include.{i}", problems)
+            if doc is not None:
+                yield doc, {**dict.fromkeys(axes), **entry}
 
-    jobs: list[Job] = []
+    configs = []
     seen: set[str] = set()
-    for doc, named in points:
+    for doc, named in points():
         job_problems = Problems(spec.source)
         config = resolve_config(doc, registry, job_problems)
         if job_problems:
             problems.extend(job_problems)
             continue
+        config_id = digest(config)
+        if config_id in seen:
+            continue
+        seen.add(config_id)
         job_axes = {path: _resolved_value(config, path, raw) for path, raw in named.items()}
-        for seed in spec.seeds:
-            job = _make_job(spec, {**config, "seed": seed}, job_axes, seed)
-            if job.id not in seen:
-                seen.add(job.id)
-                jobs.append(job)
-    _check_claims(spec, jobs, problems)
-    return jobs
+        configs.append((config, job_axes))
+    check_claims(spec, configs, registry, problems)
+    return configs
 
 
 def _checked_axes(
@@ -152,7 +244,7 @@ def _option_names(base: dict[str, Any], registry: Registry, parent: list[str]) -
     if len(parent) == 1 and section in HARNESS_SECTIONS:
         return set(HARNESS_SECTIONS[section].model_fields)
     is_table = len(parent) == 1 or (
-        len(parent) == 2 and section in _MULTI_SECTIONS and parent[1].isdigit()
+        len(parent) == 2 and section in MULTI_SECTIONS and parent[1].isdigit()
     )
     table = get_path(base, parent) if is_table and has_path(base, parent) else None
     name = table.get("name") if isinstance(table, dict) else None
@@ -284,92 +376,3 @@ def _make_job(spec: Spec, config: dict[str, Any], axes: dict[str, Any], seed: in
         spec_hash=spec.hash,
         quick=spec.quick,
     )
-
-
-def _check_claims(spec: Spec, jobs: list[Job], problems: Problems) -> None:
-    """Every key a claim matches on must be a key of some job (or its axes, or seed)."""
-    if not jobs:
-        return
-    for i, claim in enumerate(spec.claims):
-        for key in claim["match"]:
-            if key == "seed" or any(key in job.axes for job in jobs):
-                continue
-            try:
-                parts = split_path(key)
-            except PathError as error:
-                problems.add(f"claims.{i}.match.{join_path([key])}", str(error))
-                continue
-            if not any(has_path(job.config, parts) for job in jobs):
-                problems.add(
-                    f"claims.{i}.match.{join_path([key])}",
-                    "matches no key of any job's configuration",
-                )
-
-
-# ----------------------------------------------------------------------- resolution
-def resolve_config(doc: dict[str, Any], registry: Registry, problems: Problems) -> dict[str, Any]:
-    """The resolved configuration of one job document (without the seed).
-
-    Plugin tables become ``{"name": ..., **options}`` with every default filled in;
-    ``transform``/``compressor`` stay a table or an array as written (absent → ``[]``).
-    Sections that fail validation are reported to ``problems`` and left out.
-    """
-    for key in doc:
-        if key not in CONFIG_SECTIONS:
-            problems.add(join_path([key]), unknown_key(key, CONFIG_SECTIONS, "section"))
-    config: dict[str, Any] = {}
-    for section in CONFIG_SECTIONS:
-        value = doc.get(section)
-        if section in HARNESS_SECTIONS:
-            model = HARNESS_SECTIONS[section]
-            data = {} if value is None else value
-            valid = validate(problems, section, model, data, what=f"[{section}]")
-            if valid is not None:
-                config[section] = valid.model_dump(mode="json")
-        elif value is None and section in _MULTI_SECTIONS:
-            config[section] = []
-        elif value is None:
-            known = ", ".join(registry.names(section)) or "none registered"
-            problems.add(section, f"missing: the spec needs a [{section}] table; known: {known}")
-        elif isinstance(value, list) and section in _MULTI_SECTIONS:
-            tables = [
-                _plugin_table(section, table, f"{section}.{i}", registry, problems)
-                for i, table in enumerate(value)
-            ]
-            if all(t is not None for t in tables):
-                config[section] = tables
-        else:
-            table = _plugin_table(section, value, section, registry, problems)
-            if table is not None:
-                config[section] = table
-    return config
-
-
-def _plugin_table(
-    kind: str, table: Any, key: str, registry: Registry, problems: Problems
-) -> dict[str, Any] | None:
-    """``{"name": name, **options}`` validated against the plugin's Options."""
-    if not isinstance(table, dict):
-        shape = "a table or an array of tables" if kind in _MULTI_SECTIONS else "a table"
-        problems.add(key, f"must be {shape} with a `name`, got {render(table)}")
-        return None
-    name = table.get("name")
-    if name is None:
-        known = ", ".join(registry.names(kind)) or "none registered"
-        problems.add(f"{key}.name", f"missing: which {kind}? known: {known}")
-        return None
-    if not isinstance(name, str):
-        problems.add(f"{key}.name", f"must be a string, got {render(name)}")
-        return None
-    try:
-        cls = registry.get(kind, name).cls
-    except BenchError as error:
-        problems.add(f"{key}.name", str(error))
-        return None
-    options = {k: v for k, v in table.items() if k != "name"}
-    valid = validate(
-        problems, key, cls.Options, options, what=f"{kind} '{name}'", context={"registry": registry}
-    )
-    if valid is None:
-        return None
-    return {"name": name, **valid.model_dump(mode="json")}

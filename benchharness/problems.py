@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -31,13 +32,21 @@ class Problems:
             self.lines.append(line)
 
     def add_validation_error(
-        self, key: str, error: ValidationError, data: Any, *, fields: Iterable[str], what: str
+        self,
+        key: str,
+        error: ValidationError | Sequence[Any],
+        data: Any,
+        *,
+        fields: Iterable[str],
+        what: str,
     ) -> None:
-        """One line per pydantic error of validating ``data``, the table at ``key``.
+        """One line per pydantic error (of ``error``, or a list of them) of validating
+        ``data``, the table at ``key``.
 
         ``fields`` are the model's field names, listed when a key is unknown.
         """
-        for err in error.errors():
+        errors = error.errors() if isinstance(error, ValidationError) else error
+        for err in errors:
             loc = _existing_loc(data, err["loc"])
             path = ".".join(p for p in (key, join_path(loc)) if p)
             if err["type"] == "extra_forbidden":
@@ -64,17 +73,30 @@ def validate(
     *,
     what: str,
     context: dict[str, Any] | None = None,
+    reported: Iterable[str] = (),
 ) -> BaseModel | None:
     """``model`` validated from ``data`` (the table at ``key``), or None after reporting why.
 
-    ``context`` is pydantic's validation context (the registry, for nested plugin tables)."""
+    Validation is strict, as for a JSON document: an integer is a valid float, but ``true``
+    or ``"0.1"`` is not, and nothing is coerced. ``context`` is pydantic's validation
+    context (the registry, for nested plugin tables). Errors of the fields in ``reported``
+    are left out: the caller has already reported those fields more precisely."""
     if not isinstance(data, dict):
         problems.add(key, f"must be a table, got {render(data)}")
         return None
     try:
-        return model.model_validate(data, context=context)
+        document = json.dumps(data, default=str)
+    except (ValueError, RecursionError):
+        problems.add(key, "cannot be read as plain values (nested too deep?)")
+        return None
+    try:
+        return model.model_validate_json(document, strict=True, context=context)
     except ValidationError as error:
-        problems.add_validation_error(key, error, data, fields=model.model_fields, what=what)
+        skip = set(reported)
+        errors = [e for e in error.errors() if not (e["loc"] and e["loc"][0] in skip)]
+        if not errors and not skip:
+            problems.add(key, "invalid")
+        problems.add_validation_error(key, errors, data, fields=model.model_fields, what=what)
         return None
 
 
@@ -96,6 +118,15 @@ def _existing_loc(data: Any, loc: Sequence[str | int]) -> list[str | int]:
     return out
 
 
+# Validation runs on the spec as JSON: say what TOML calls the types.
+_TOML_WORDS = (
+    ("should be an object", "should be a table"),
+    ("should be a valid dictionary", "should be a table"),
+    ("should be a valid list", "should be an array"),
+    ("should be a valid array", "should be an array"),
+)
+
+
 def _message(err: Any) -> str:
     msg = str(err["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
@@ -103,6 +134,8 @@ def _message(err: Any) -> str:
             msg = msg[len(prefix) :]
     if msg[:1].isupper() and not msg[1:2].isupper():
         msg = msg[0].lower() + msg[1:]
+    for pydantic_word, toml_word in _TOML_WORDS:
+        msg = msg.replace(pydantic_word, toml_word)
     value = err.get("input")
     if err["type"] != "missing" and _is_scalar(value) and "got " not in msg:
         msg = f"{msg}, got {render(value)}"

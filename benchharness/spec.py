@@ -52,13 +52,15 @@ __all__ = [
 # Sections of a job's configuration, in the order of the pipeline.
 CONFIG_SECTIONS = ("dataset", "data", "transform", "model", "optimizer", "compressor", "measure")
 # Sections that configure the spec itself rather than a job.
-SPEC_SECTIONS = ("name", "description", "matrix", "quick", "claims")
+SPEC_SECTIONS = ("name", "description", "matrix", "quick", "claims", "run")
 MATRIX_KEYWORDS = ("seeds", "include", "exclude")
+# Deepest nesting of arrays and tables a spec may have (a real one needs about 6).
+MAX_DEPTH = 32
 
 
 # ------------------------------------------------------------------ harness sections
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataOptions(_Section):
@@ -92,6 +94,19 @@ class MeasureOptions(_Section):
 HARNESS_SECTIONS: dict[str, type[BaseModel]] = {"data": DataOptions, "measure": MeasureOptions}
 
 
+class RunOptions(_Section):
+    """``[run]``: how the study runs. Not part of any job's configuration, so changing it
+    never changes a job id."""
+
+    timeout_minutes: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="stop a job running longer than this and store it as failed "
+        "(`bench run --timeout` overrides it)",
+    )
+
+
 class Claim(_Section):
     """A published number to compare against: ``[[claims]]``."""
 
@@ -122,6 +137,7 @@ class Spec:
     claims: list[dict[str, Any]]
     overrides: tuple[str, ...] = ()
     quick: bool = False
+    run: dict[str, Any] = dataclasses.field(default_factory=dict)  # [run], validated
 
     @property
     def base(self) -> dict[str, Any]:
@@ -163,6 +179,14 @@ def read_spec(
         raise BenchError(f"{source}: not UTF-8 text ({error.reason})") from None
     except tomllib.TOMLDecodeError as error:
         raise BenchError(f"{source}: TOML syntax error: {error}") from None
+    except RecursionError:
+        raise BenchError(
+            f"{source}: arrays or tables nested too deep to read "
+            f"(at most {MAX_DEPTH} levels are allowed)"
+        ) from None
+    deep = _too_deep(doc)
+    if deep is not None:
+        raise BenchError(f"{source}: {join_path(deep)}... — {_DEEP}")
 
     quick_table = doc.get("quick", {})
     if not isinstance(quick_table, dict):
@@ -178,9 +202,11 @@ def read_spec(
     for text in overrides:
         try:
             parts, value = parse_override(text)
+            if _too_deep(value) is not None:
+                raise PathError(_DEEP)
             set_path(doc, parts, value)
         except PathError as error:
-            problems.add(f"--set {text}", str(error))
+            problems.add(f"--set {_shorter(text)}", str(error))
 
     name = doc.get("name", file.stem)
     if not isinstance(name, str) or not name:
@@ -209,6 +235,7 @@ def read_spec(
             exclude=exclude,
             seeds=seeds,
             claims=_read_claims(doc.get("claims", []), problems),
+            run=_read_run(doc.get("run", {}), problems),
             overrides=tuple(overrides),
             quick=quick,
         ),
@@ -250,6 +277,29 @@ def _check_axis_overrides(
                     f"tables instead (--set '{matrix_key}=[...]')",
                 )
             break
+
+
+_DEEP = f"arrays or tables nested more than {MAX_DEPTH} levels deep"
+
+
+def _too_deep(value: Any) -> list[str] | None:
+    """The first key path (a few levels of it) where ``value`` nests arrays/tables more
+    than :data:`MAX_DEPTH` deep, else None: deeper is never a sensible spec, and would
+    overflow recursive code further on."""
+    stack: list[tuple[Any, list[str]]] = [(value, [])]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            return path[:3]
+        if isinstance(node, dict):
+            stack.extend((v, [*path, str(k)]) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, [*path, str(i)]) for i, v in enumerate(node))
+    return None
+
+
+def _shorter(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _spec_hash(raw: bytes, overrides: Sequence[str], quick: bool) -> str:
@@ -332,3 +382,8 @@ def _read_claims(claims: Any, problems: Problems) -> list[dict[str, Any]]:
         if valid is not None:
             out.append(valid.model_dump(mode="json"))
     return out
+
+
+def _read_run(table: Any, problems: Problems) -> dict[str, Any]:
+    valid = validate(problems, "run", RunOptions, table, what="[run]")
+    return {} if valid is None else valid.model_dump(mode="json")

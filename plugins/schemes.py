@@ -30,7 +30,7 @@ import copy
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field, field_validator
@@ -43,6 +43,7 @@ from benchharness import (
     Evaluation,
     Optimizer,
     PluginOptions,
+    PluginTable,
     TrainContext,
     check_compressed,
     hookimpl,
@@ -195,7 +196,7 @@ def _reference_field() -> Any:
 class SchemeOptions(PluginOptions):
     """What every compression scheme has: how its reference model is trained."""
 
-    reference: dict[str, Any] = _reference_field()
+    reference: Annotated[dict[str, Any], PluginTable("optimizer")] = _reference_field()
 
     @field_validator("reference")
     @classmethod

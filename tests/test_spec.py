@@ -218,10 +218,9 @@ def test_claim_errors(tmp_path):
     path = write(tmp_path, text)
     assert error_lines(path) == [
         f"{path}: claims.0.se — input should be greater than or equal to 0, got -1",
-        f"{path}: claims.1.match — input should be a valid dictionary, got 3",
+        f"{path}: claims.1.match — input should be a table, got 3",
         f"{path}: claims.1.metric — field required",
-        f"{path}: claims.1.value — input should be a valid number, "
-        'unable to parse string as a number, got "high"',
+        f'{path}: claims.1.value — input should be a valid number, got "high"',
         f"{path}: claims.1.sauce — unknown option for a claim (did you mean 'source'?); "
         "known: match, metric, se, source, value",
     ]

@@ -5,13 +5,20 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from torch import Tensor
 
-from benchharness import BenchError, Compressed, Compressor, CompressorOptions, build_plugin
+from benchharness import (
+    BenchError,
+    Compressed,
+    Compressor,
+    CompressorOptions,
+    PluginTable,
+    build_plugin,
+)
 
 
 def _part(index: int, table: Any, info: ValidationInfo | None) -> Compressor:
@@ -37,7 +44,7 @@ def _part(index: int, table: Any, info: ValidationInfo | None) -> Compressor:
 
 
 class AdditiveOptions(CompressorOptions):
-    parts: list[dict[str, Any]] = Field(
+    parts: Annotated[list[dict[str, Any]], PluginTable("compressor", many=True)] = Field(
         min_length=2,
         description="two or more compressor tables, each {name = ..., options...} naming a "
         "registered data-free compressor (built-in or from an installed plugin), e.g. "
