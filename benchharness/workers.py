@@ -11,6 +11,8 @@ decides when they stop, and exits if they have to.
 from __future__ import annotations
 
 import collections
+import importlib
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -25,6 +27,7 @@ from typing import Any
 
 import torch
 
+from benchharness import datacache
 from benchharness.matrix import Job
 from benchharness.plugins import get_registry
 from benchharness.progress import StudyProgress
@@ -66,14 +69,15 @@ def run_in_workers(
     worker is killed and replaced. Once ``stopping()`` is true no further job is handed
     out; the running ones finish. Jobs never handed out get no record.
     """
-    ctx = mp.get_context("spawn")
+    ctx = _context()
     pending = collections.deque(jobs)
+    datasets = _distinct_datasets(jobs)
 
     def start(device: torch.device) -> _Slot:
         ours, theirs = ctx.Pipe()
         process = ctx.Process(
             target=_worker_main,
-            args=(device, threads, theirs, data_dir, cache_dir),
+            args=(device, threads, theirs, data_dir, cache_dir, datasets),
             daemon=True,
         )
         process.start()
@@ -120,6 +124,27 @@ def run_in_workers(
                 slots.remove(slot)
     finally:
         _stop(slots)
+
+
+def _context() -> Any:
+    """Fork workers from a server process that has imported torch and the runner once
+    (fast to replace a worker after a timeout); spawn them where there is no forkserver.
+    Either way a worker starts clean: no threads, CUDA state or plugins of this process."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["benchharness.workers", "torch._dynamo"])
+    return ctx
+
+
+def _distinct_datasets(jobs: list[Job]) -> list[dict[str, Any]]:
+    """The dataset and data sections the jobs use, each once: what a worker loads before
+    it takes a job, so that a job's timeout does not count the worker's warm-up."""
+    distinct = {}
+    for job in jobs:
+        section = {"dataset": job.config["dataset"], "data": job.config.get("data")}
+        distinct[json.dumps(section, sort_keys=True, default=str)] = section
+    return list(distinct.values())
 
 
 def _hand_over(slot: _Slot, job: Job, progress: StudyProgress) -> None:
@@ -186,15 +211,24 @@ def _stop(slots: list[_Slot]) -> None:
 
 
 def _worker_main(
-    device: torch.device, threads: int, conn: Connection, data_dir: Path, cache_dir: Path
+    device: torch.device,
+    threads: int,
+    conn: Connection,
+    data_dir: Path,
+    cache_dir: Path,
+    datasets: list[dict[str, Any]],
 ) -> None:
-    """Worker process: say ready, then run each job the parent sends until it sends
-    ``None`` or closes the pipe."""
+    """Worker process: load the study's datasets, say ready, then run each job the parent
+    sends until it sends ``None`` or closes the pipe."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     _exit_with_parent()
     torch.set_num_threads(threads)
     registry = get_registry()
+    datacache.prepare(datasets, registry, data_dir)
+    # FLOP counting imports torch._dynamo on first use (seconds): import it before the
+    # first job's timeout starts (a no-op where the forkserver preloaded it)
+    importlib.import_module("torch._dynamo")
     conn.send(("ready",))
     while True:
         try:
