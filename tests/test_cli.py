@@ -419,10 +419,18 @@ def test_diverging_job_fails_the_others_complete(tmp_path: Path) -> None:
     assert re.search(rf"^  failed {bad['job_id']}: diverged: ", result.stderr, re.M)
     assert "FAILED: diverged" in result.stderr
 
-    # a failed job is not "completed": the next run retries it (and it fails again)
+    # a failed job is a result too: the next run skips it (exit 1: the study has a failed
+    # job) unless asked to retry it (and it fails again)
     again = bench("run", DIVERGE, "--db", db)
     assert again.exit_code == 1
-    assert "2 jobs, 1 already completed, 1 to run" in again.stderr
+    assert (
+        "2 jobs, 1 already completed, 1 failed earlier (not rerun without --retry-failed), "
+        "0 to run" in again.stderr
+    )
+    retried = bench("run", DIVERGE, "--db", db, "--retry-failed")
+    assert retried.exit_code == 1
+    assert "2 jobs, 1 already completed, 1 to run" in retried.stderr
+    assert "0 completed, 1 failed" in retried.stderr
 
 
 def test_run_bad_devices_is_one_line(tmp_path: Path) -> None:
