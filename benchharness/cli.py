@@ -19,6 +19,7 @@ from benchharness import settings
 from benchharness.errors import BenchError
 
 if TYPE_CHECKING:
+    from benchharness.matrix import Plan
     from benchharness.plugins import Registry
 
 app = typer.Typer(
@@ -51,6 +52,10 @@ DbOption = Annotated[
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="override a spec value: KEY=VALUE (TOML value), repeatable"),
+]
+YesOption = Annotated[
+    bool,
+    typer.Option("--yes", help="expand a matrix of over 10,000 jobs without asking"),
 ]
 QuickOption = Annotated[
     bool,
@@ -100,6 +105,7 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the expanded jobs and stop")
     ] = False,
+    yes: YesOption = False,
     force: Annotated[bool, typer.Option("--force", help="rerun jobs already completed")] = False,
     devices: Annotated[
         str, typer.Option("--devices", help="auto | cpu | cuda:0,cuda:1 (one worker each)")
@@ -115,16 +121,17 @@ def run(
 ) -> None:
     """Run (or resume) a study: every job of the spec's matrix not yet in the database."""
     from benchharness.executor import execute, parse_devices
-    from benchharness.matrix import describe_job, load_jobs
+    from benchharness.matrix import describe_job
     from benchharness.progress import StudyProgress
     from benchharness.store import Store
 
     plugin_registry = registry()
-    parsed, jobs = load_jobs(spec, plugin_registry, overrides=set_ or (), quick=quick)
-    if dry_run:
-        for i, job in enumerate(jobs, 1):
-            typer.echo(f"{i:>4}/{len(jobs)} {describe_job(job)}")
+    plan = _plan(spec, set_, quick, yes, plugin_registry)
+    if dry_run:  # streamed: a large matrix is never held as jobs
+        for i, job in enumerate(plan.jobs(), 1):
+            typer.echo(f"{i:>4}/{len(plan)} {describe_job(job)}")
         return
+    parsed, jobs = plan.spec, list(plan.jobs())
     device_list = parse_devices(devices)
     db_path = settings.db_path(db)
     store = Store(db_path)
@@ -166,13 +173,33 @@ def validate(
     spec: Annotated[Path, typer.Argument(help="the study's TOML spec")],
     set_: SetOption = None,
     quick: QuickOption = False,
+    yes: YesOption = False,
 ) -> None:
-    """Check a spec (every expanded job) without running anything."""
-    from benchharness.matrix import load_jobs
+    """Check a spec (every expanded job, and its [quick] version) without running anything."""
+    plan = _plan(spec, set_, quick, yes, registry())
+    typer.echo(f"{spec}: ok — {len(plan)} jobs ({len(plan.configs)} configurations × seeds)")
 
-    parsed, jobs = load_jobs(spec, registry(), overrides=set_ or (), quick=quick)
-    configs = len({job.config_id for job in jobs})
-    typer.echo(f"{spec}: ok — {len(jobs)} jobs ({configs} configurations × seeds)")
+
+def _plan(
+    spec: Path, set_: list[str] | None, quick: bool, yes: bool, plugin_registry: Registry
+) -> Plan:
+    """The spec's validated plan; a matrix over LARGE_MATRIX jobs needs --yes or a "y"."""
+    from benchharness.matrix import LARGE_MATRIX, MatrixTooLarge, plan_jobs
+
+    try:
+        return plan_jobs(
+            spec,
+            plugin_registry,
+            overrides=set_ or (),
+            quick=quick,
+            max_jobs=None if yes else LARGE_MATRIX,
+        )
+    except MatrixTooLarge as error:
+        if not sys.stdin.isatty():
+            raise BenchError(f"{error}; pass --yes to expand it anyway") from None
+        if not typer.confirm(f"{error}. Expand it?", err=True):
+            raise BenchError(f"{error}; not confirmed") from None
+    return plan_jobs(spec, plugin_registry, overrides=set_ or (), quick=quick)
 
 
 @app.command()

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from benchharness import datacache
+from benchharness import datacache, preflight
 from benchharness.errors import BenchError
 from benchharness.interrupts import deferred_interrupts
 from benchharness.matrix import Job
@@ -97,6 +97,7 @@ def execute(
     """
     registry = registry or get_registry()
     datacache.prepare([job.config for job in jobs], registry, data_dir)
+    preflight.check_jobs(jobs, registry, data_dir)  # data-dependent spec checks
     progress = progress or StudyProgress(len(jobs), len(devices))
     study = _Study(save, progress, max_failures)
     threads = threads_per_worker(len(devices))
