@@ -121,13 +121,6 @@ class Store:
         except DatabaseLocked:
             return None
 
-    def pending(self) -> int:
-        """Journal bytes not yet in the database (0 if it cannot tell: no database)."""
-        if not self.journal.exists() or not self.path.exists():
-            return self.journal.size()
-        with self._read(sync_first=False) as con:
-            return self.journal.size() - self._applied_offset(con)
-
     def _append(self, entry: dict[str, Any]) -> int:
         legacy = not self.journal.exists() and self.path.exists()
         return self.journal.append(entry, database_has_results=legacy)
@@ -172,14 +165,20 @@ class Store:
         done: set[str] = set()
         start = 0
         if self.path.exists():
-            with self._read() as con:
-                rows = con.execute(
-                    "SELECT job_id FROM runs WHERE status = 'completed'"
-                    " AND job_id IN (SELECT unnest(?::VARCHAR[]))",
-                    [sorted(wanted)],
-                ).fetchall()
-                start = self._applied_offset(con)
-            done = {row[0] for row in rows}
+            try:
+                with self._read() as con:
+                    rows = con.execute(
+                        "SELECT job_id FROM runs WHERE status = 'completed'"
+                        " AND job_id IN (SELECT unnest(?::VARCHAR[]))",
+                        [sorted(wanted)],
+                    ).fetchall()
+                    start = self._applied_offset(con)
+                done = {row[0] for row in rows}
+            except DatabaseLocked:
+                if not self.journal.exists():
+                    raise
+                # another process keeps it open read-write: the journal holds every result
+                # since it was started
         for _end, entry in self.journal.read(start):
             row = entry.get("row") or {}
             if row.get("status") == "completed" and row.get("job_id") in wanted:
