@@ -73,28 +73,54 @@ def _subset_problems(
 def _model_problem(
     spec_name: str, config: dict[str, Any], registry: Registry, data_dir: Any
 ) -> str | None:
+    """Why the job's model cannot take its data's input, or None.
+
+    Only shape problems count: a model whose build fails for this input shape but not for
+    a larger one, or whose forward pass fails on (or gives other than one score per class
+    for) one input. A build that fails whatever the shape is the plugin's own error, which
+    is stored with each of its jobs like any other (the study goes on)."""
     _, data = datacache.load(config, registry, data_dir)
-    shape = data.input_shape
+    shape = tuple(data.input_shape)
     where = f"{spec_name}: model — {short(config['model'])} on {short(config['dataset'])}"
     if config.get("transform"):
         where += f" after {short(config['transform'])}"
-    try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(0)
-            model = registry.from_table("model", config["model"]).build(shape, data.num_classes)
+    plugin = registry.from_table("model", config["model"])
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        try:
+            model = plugin.build(shape, data.num_classes)
+        # a plugin may raise anything, even KeyboardInterrupt: classify it, never crash here
+        except (Exception, KeyboardInterrupt) as error:
+            if not _builds(plugin, _larger(shape), data.num_classes):
+                return None
+            return f"{where} cannot take inputs of shape {shape}: {_first_line(error)}"
+        try:
             model.eval()
             out = model(data.train_x[:1])
-    except BenchError as error:
-        return f"{where}: {_first_line(error)}"
-    except Exception as error:  # a plugin's own error: the model cannot take this input
-        return f"{where} cannot take inputs of shape {tuple(shape)}: {_first_line(error)}"
+        except Exception as error:
+            return f"{where} cannot take inputs of shape {shape}: {_first_line(error)}"
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, data.num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         return (
-            f"{where}: gives output {got} for one input of shape {tuple(shape)}, "
+            f"{where}: gives output {got} for one input of shape {shape}, "
             f"not (1, {data.num_classes}) class scores"
         )
     return None
+
+
+def _larger(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A generous input shape of the same layout: channels kept, every other side ≥ 64."""
+    if len(shape) == 1:
+        return (max(shape[0], 1024),)
+    return (shape[0], *(max(side, 64) for side in shape[1:]))
+
+
+def _builds(plugin: Any, shape: tuple[int, ...], num_classes: int) -> bool:
+    try:
+        plugin.build(shape, num_classes)
+    except (Exception, KeyboardInterrupt):
+        return False
+    return True
 
 
 def _key(*parts: Any) -> str:
