@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from benchharness.keypaths import PathError, get_path, parse_override, set_path, short, split_path
+from benchharness.keypaths import (
+    PathError,
+    get_path,
+    parse_override,
+    render,
+    set_path,
+    short,
+    split_path,
+)
 
 
 def test_split_path():
@@ -83,3 +93,14 @@ def test_short_form_of_spec_values():
     assert short([]) == "[]"
     assert short(None) == "-"
     assert short(0.5) == "0.5"
+
+
+def test_render_writes_non_finite_floats_as_toml_does():
+    values = (math.inf, -math.inf, math.nan, 0.5)
+    assert [render(v) for v in values] == ["inf", "-inf", "nan", "0.5"]
+
+
+def test_parse_override_of_a_value_nested_too_deep_to_read():
+    with pytest.raises(PathError, match="nested too deep"):
+        parse_override("a=" + "[" * 2000 + "]" * 2000)
+    assert parse_override("a=[[1]]") == (["a"], [[1]])

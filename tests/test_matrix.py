@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, ValidationError, field_validator
 
 from benchharness import (
     BenchError,
@@ -25,7 +25,16 @@ from benchharness import (
     Transform,
     hookimpl,
 )
-from benchharness.matrix import Job, describe_job, expand, load_jobs
+from benchharness.matrix import (
+    Job,
+    MatrixTooLarge,
+    describe_job,
+    expand,
+    job_bound,
+    load_jobs,
+    plan_jobs,
+)
+from benchharness.plugin_tables import PluginTable, plugin_table_fields
 from benchharness.plugins import Registry, get_registry
 from benchharness.spec import load_spec
 
@@ -594,3 +603,89 @@ seeds = []
         "known: depth, width",
         f'{path}: measure.flops — input should be a valid boolean, got "maybe"',
     ]
+
+
+# ------------------------------------------------------------ nested plugin tables
+class StWrap(Optimizer):
+    """Toy wrapping optimizer: a `base` optimizer table and a list of `extras`."""
+
+    name = "st_wrap"
+
+    class Options(PluginOptions):
+        base: Annotated[dict[str, Any], PluginTable("optimizer")] = Field(
+            default_factory=lambda: {"name": "st_sgd"}, description="the wrapped optimizer"
+        )
+        extras: Annotated[list[dict[str, Any]], PluginTable("compressor", many=True)] = Field(
+            default_factory=list, description="compressor tables"
+        )
+        scale: float = Field(1.0, description="a plain option")
+
+    def train(self, model, ctx):
+        return model
+
+
+class WrapPlugin:
+    @hookimpl
+    def register_optimizers(self, register):
+        register(StWrap)
+
+
+@pytest.fixture(scope="module")
+def wrap_registry() -> Registry:
+    return get_registry(extra_plugins=[ToyPlugins(), WrapPlugin()])
+
+
+def test_nested_plugin_tables_are_validated_with_full_key_paths(wrap_registry, tmp_path):
+    wrap = 'name = "st_wrap"\nscale = true\n'
+    wrap += 'base = { name = "st_wrap", base = { name = "st_sgd", lr = inf, epochs = 0 } }\n'
+    wrap += 'extras = [{ name = "st_quant", k = "2" }, { name = "st_nope" }, { k = 2 }]\n'
+    path = write(tmp_path, BASE.replace('name = "st_sgd"', wrap))
+    lines = error_lines(path, wrap_registry)
+    assert [line.split(" (known: ")[0].split("? known: ")[0] for line in lines] == [
+        f"{path}: optimizer.base.base.epochs — input should be greater than 0, got 0",
+        f"{path}: optimizer.base.base.lr — input should be a finite number, got inf",
+        f'{path}: optimizer.extras.0.k — input should be a valid integer, got "2"',
+        f"{path}: optimizer.extras.1.name — unknown compressor 'st_nope'",
+        f"{path}: optimizer.extras.2.name — missing: which compressor",
+        f"{path}: optimizer.scale — input should be a valid number, got true",
+    ]
+
+
+def test_valid_nested_tables_are_kept_as_written(wrap_registry, tmp_path):
+    wrap = 'name = "st_wrap"\nbase = { name = "st_sgd", lr = 1 }\nextras = [{ name = "st_prune" }]'
+    path = write(tmp_path, BASE.replace('name = "st_sgd"', wrap))
+    (job,) = load_jobs(path, wrap_registry)[1]
+    assert job.config["optimizer"] == {
+        "name": "st_wrap",
+        "base": {"name": "st_sgd", "lr": 1},
+        "extras": [{"name": "st_prune"}],
+        "scale": 1.0,
+    }
+    assert plugin_table_fields(StWrap.Options) == {
+        "base": PluginTable("optimizer"),
+        "extras": PluginTable("compressor", many=True),
+    }
+    with pytest.raises(ValidationError, match="must be an optimizer table"):
+        StWrap.Options(base={"lr": 1})
+
+
+# ---------------------------------------------------------------- lazy expansion
+def test_plan_counts_jobs_without_making_them(registry, tmp_path):
+    text = BASE + (
+        '[matrix]\n"model.width" = [1, 2, 2.0, 3]\n"optimizer.lr" = [0.1, 0.2]\n'
+        "seeds = [0, 1, 1, 2]\n"
+        'exclude = [{ "model.width" = 3, "optimizer.lr" = 0.2 }]\n'
+        'include = [{ "model.width" = 9 }]\n'
+    )
+    path = write(tmp_path, text)
+    spec, jobs = load_jobs(path, registry)
+    plan = plan_jobs(path, registry)
+    # widths 1, 2 (2.0 is the same), 3 × 2 lrs − 1 excluded + 1 include = 6 configs × 3 seeds
+    assert len(plan.configs) == 6 and len(plan) == 18 == len(jobs)
+    assert [job.id for job in plan.jobs()] == [job.id for job in jobs]
+    assert job_bound(spec) == (4 * 2 + 1) * 3
+    with pytest.raises(MatrixTooLarge) as info:
+        plan_jobs(path, registry, max_jobs=26)
+    assert info.value.jobs == 27
+    assert str(info.value) == f"{path}: matrix — expands to up to 27 jobs (over 26)"
+    assert len(plan_jobs(path, registry, max_jobs=27)) == 18

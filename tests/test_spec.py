@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchharness.errors import BenchError
-from benchharness.spec import load_spec
+from benchharness.spec import MAX_DEPTH, load_spec
 
 SPECS = Path(__file__).parent / "specs"
 WIDTH_RATIO = SPECS / "width_ratio.toml"
@@ -240,3 +240,19 @@ def test_render_of_messages_is_toml_like(tmp_path):
     assert error_lines(path) == [
         f'{path}: matrix."model.width.a" — must be an array of values, got true'
     ]
+
+
+def test_nesting_deeper_than_the_limit_is_one_line(tmp_path):
+    ok = "[" * (MAX_DEPTH - 2) + "]" * (MAX_DEPTH - 2)  # with model.h: MAX_DEPTH levels
+    load_spec(write(tmp_path, BASE.replace('name = "st_net"', f'name = "st_net"\nh = {ok}')))
+    for depth in (MAX_DEPTH + 1, 400, 5000):
+        deep = "[" * depth + "]" * depth
+        path = write(tmp_path, BASE.replace('name = "st_net"', f'name = "st_net"\nh = {deep}'))
+        (line,) = error_lines(path)
+        assert line.startswith(f"{path}: ") and "nested" in line and "deep" in line
+    path = write(tmp_path, BASE)
+    (line,) = error_lines(path, overrides=["model.h=" + "[" * 40 + "]" * 40])
+    shown = ("model.h=" + "[" * 40 + "]" * 40)[:59]  # long --set texts are cut to 60
+    assert line == (
+        f"{path}: --set {shown}… — arrays or tables nested more than {MAX_DEPTH} levels deep"
+    )
