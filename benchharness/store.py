@@ -16,6 +16,7 @@ two writes: DuckDB holds a file lock for as long as a read-write connection is o
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -117,9 +118,12 @@ class Store:
         than ``wait`` seconds (default ``lock_timeout``)."""
         try:
             with self._write(wait=wait) as con:
-                return self._apply_pending(con)
+                outcomes = self._apply_pending(con)
         except DatabaseLocked:
             return None
+        if outcomes:
+            test_pause("closed", sleep=False)
+        return outcomes
 
     def _append(self, entry: dict[str, Any]) -> int:
         legacy = not self.journal.exists() and self.path.exists()
@@ -316,17 +320,17 @@ class Store:
                 time.sleep(0.05)
 
 
-def test_pause(point: str) -> None:
+def test_pause(point: str, *, sleep: bool = True) -> None:
     """Test hook for the kill tests: with ``BENCH_STORE_TEST_PAUSE=<seconds>`` set, say
     ``store-hook <point>`` on stderr and sleep, widening the window a kill can land in
     (``journaled``: before the database is opened; ``commit``: inside the transaction;
-    ``checkpoint``: after the commit, before the close that checkpoints). Unset: nothing."""
-    import os
-
+    ``checkpoint``: after the commit, before the close that checkpoints; ``closed``: after
+    it, no sleep). Unset: nothing."""
     pause = os.environ.get("BENCH_STORE_TEST_PAUSE")
     if pause:
         print(f"store-hook {point}", file=sys.stderr, flush=True)
-        time.sleep(float(pause))
+        if sleep:
+            time.sleep(float(pause))
 
 
 def _locked_message(path: Path, waited: float) -> str:
