@@ -8,11 +8,14 @@ see installed plugins."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,36 +31,33 @@ from benchharness.store import Store
 SPECS = Path(__file__).parent / "specs"
 
 HANG_PLUGIN = '''
-"""A model plugin whose build() never returns for one tag: a hung job."""
+"""A training scheme that never returns for one tag: a hung job."""
 import time
 
 from pydantic import Field
-from torch import nn
 
-from benchharness import Model, PluginOptions, hookimpl
+from benchharness import Optimizer, PluginOptions, hookimpl
 
 
-class Sleepy(Model):
-    """Logistic regression; hangs in build() when tag == hang_tag."""
+class Sleepy(Optimizer):
+    """Returns the model untrained; hangs when tag == hang_tag."""
 
     name = "sleepy"
     version = "1.0"
 
     class Options(PluginOptions):
         tag: int = Field(0, description="which job this is")
-        hang_tag: int = Field(-1, description="the tag whose build hangs")
+        hang_tag: int = Field(-1, description="the tag whose training hangs")
 
-    def build(self, input_shape, num_classes):
+    def train(self, model, ctx):
         while self.options.tag == self.options.hang_tag:
             time.sleep(1)
-        features = 1
-        for size in input_shape:
-            features *= size
-        return nn.Sequential(nn.Flatten(), nn.Linear(features, num_classes))
+        ctx.log(1, 1, done=1.0)
+        return model
 
 
 @hookimpl
-def register_models(register):
+def register_optimizers(register):
     register(Sleepy)
 '''
 
@@ -68,14 +68,12 @@ name = "hang_study"
 name = "digits"
 
 [model]
-name = "sleepy"
-hang_tag = 2
+name = "lenet300"
+hidden = [16]
 
 [optimizer]
-name = "sgd"
-lr = 0.1
-epochs = 1
-batch_size = 64
+name = "sleepy"
+hang_tag = 2
 
 [measure]
 latency = false
@@ -85,7 +83,7 @@ activation_stats = false
 timeout_minutes = 0.05   # 3 s
 
 [matrix]
-"model.tag" = [1, 2, 3]
+"optimizer.tag" = [1, 2, 3]
 """
 
 
@@ -102,36 +100,64 @@ def plugin_env(tmp_path_factory) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
 
 
-def bench_process(env: dict[str, str], *args: str | Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "benchharness", *map(str, args)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a batch scheduler's job
-    )
+class Bench:
+    """A real `bench` process in its own process group (as a batch scheduler's job),
+    whose stderr lines are collected as they come."""
 
+    def __init__(self, env: dict[str, str], *args: str | Path):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchharness", *map(str, args)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._pump = threading.Thread(target=self._read, daemon=True)
+        self._pump.start()
 
-def read_until(proc: subprocess.Popen, pattern: str, seconds: float = 90) -> list[str]:
-    """stderr lines up to and including the first that matches ``pattern``."""
-    seen = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line.rstrip("\n"))
-        if re.search(pattern, line):
-            return seen
-    proc.kill()
-    raise AssertionError(f"no line matching {pattern!r}:\n" + "\n".join(seen))
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, pattern: str, seconds: float = 120) -> None:
+        """Until a stderr line matches ``pattern``; fails (killing the process) if none
+        comes in time or the process ends first."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                raise AssertionError(f"no line matching {pattern!r}:\n" + "\n".join(self.seen))
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return
+
+    def finish(self, seconds: float = 120) -> tuple[int, str]:
+        """(exit code, all of stderr). Its stderr closes only when every process that
+        inherited it (workers) has ended: a worker left behind fails this."""
+        try:
+            self.proc.wait(timeout=seconds)
+            self._pump.join(timeout=seconds)
+            assert not self._pump.is_alive(), "a process of the run outlived it"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        while (line := self.lines.get()) is not None:
+            self.seen.append(line)
+        return self.proc.returncode, "\n".join(self.seen)
 
 
 def rows(db: Path) -> dict[int, tuple[str, str | None]]:
     runs = Store(db).runs()
     return {
-        int(r["model.tag"]): (r["status"], r["error"] if isinstance(r["error"], str) else None)
+        int(r["optimizer.tag"]): (r["status"], r["error"] if isinstance(r["error"], str) else None)
         for _, r in runs.iterrows()
     }
 
@@ -145,27 +171,20 @@ def test_sigterm_then_a_hung_job_times_out_and_the_study_goes_on(
 
     # 1. SIGTERM to the whole process group (workers too) while job 2 hangs: the run
     # stops at once like Ctrl-C, job 1 is kept, job 2 is not stored as failed.
-    proc = bench_process(plugin_env, "run", spec, "--db", db, "--timeout", "5")
-    try:
-        read_until(proc, r"^\[job 2/3\] start ")
-        os.killpg(proc.pid, signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err
-    assert err.rstrip().endswith(
+    run = Bench(plugin_env, "run", spec, "--db", db, "--timeout", "5")
+    run.wait_for(r"^\[job 2/3\] start ")
+    os.killpg(run.proc.pid, signal.SIGTERM)
+    code, err = run.finish()
+    assert code == 143, err
+    assert err.endswith(
         "interrupted by SIGTERM: every finished job is saved; run the same command to resume"
     )
     assert "Traceback" not in err
     assert rows(db) == {1: ("completed", None)}
 
     # 2. the same command resumes; the hung job is stopped by [run] timeout_minutes = 0.05
-    proc = bench_process(plugin_env, "run", spec, "--db", db)
-    try:
-        _out, err = proc.communicate(timeout=120)  # would hang if a worker outlived it
-    finally:
-        proc.kill()
-    assert proc.returncode == 1, err
+    code, err = Bench(plugin_env, "run", spec, "--db", db).finish()
+    assert code == 1, err
     assert "3 jobs, 1 already completed, 2 to run" in err
     assert re.search(r"^\[job 1/2\] done in \S+: FAILED: timed out after 3 s \|", err, re.M)
     assert re.search(r"^\[job 2/2\] done in \S+: test accuracy ", err, re.M)
@@ -183,14 +202,11 @@ def test_sigterm_inline_keeps_finished_jobs_and_the_same_command_resumes(
     db = tmp_path / "bench.duckdb"
     spec = tmp_path / "three.toml"  # 3 jobs, run in the bench process itself (no timeout)
     spec.write_text(DOOMED.replace("1000.0, 2000.0, 0.05, 0.1", "0.05, 0.1, 0.2"))
-    proc = bench_process(plugin_env, "run", spec, "--db", db)
-    try:
-        read_until(proc, r"^\[job 1/3\] done in ")
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err
+    run = Bench(plugin_env, "run", spec, "--db", db)
+    run.wait_for(r"^\[job 1/3\] done in ")
+    run.proc.send_signal(signal.SIGTERM)
+    code, err = run.finish()
+    assert code == 143, err
     assert "interrupted by SIGTERM: every finished job is saved" in err
     done = Store(db).completed_ids(Store(db).runs()["job_id"])
     assert 1 <= len(done) < 3
