@@ -1,13 +1,14 @@
 """`bench`: a thin typer layer over spec → matrix → executor → store → report.
 
 This is the only place errors become messages and exit codes: 0 fine, 1 some jobs
-failed, 2 bad input (spec, options, files), 130 interrupted.
+failed, 2 bad input (spec, options, files), 130 interrupted, 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import typer
 
 from benchharness import settings
 from benchharness.errors import BenchError
+from benchharness.interrupts import Terminated, sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from benchharness.matrix import Plan
@@ -80,7 +82,9 @@ def registry() -> Registry:
 
 
 def handles_errors(fn: F) -> F:
-    """Turn BenchError into its one-line message and exit code; Ctrl-C into 130."""
+    """Turn BenchError into its one-line message and exit code; Ctrl-C into 130, and
+    SIGTERM (where a command turns it into :class:`Terminated`) into 143 = 128 + 15, the
+    code of a process ended by SIGTERM, so a batch scheduler sees what stopped it."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -88,9 +92,11 @@ def handles_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except BenchError as exc:
             raise _fail(str(exc), exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            by, code = (" by SIGTERM", 143) if isinstance(exc, Terminated) else ("", 130)
             raise _fail(
-                "interrupted: every finished job is saved; run the same command to resume", 130
+                f"interrupted{by}: every finished job is saved; run the same command to resume",
+                code,
             ) from None
 
     return wrapper  # type: ignore[return-value]
@@ -98,6 +104,7 @@ def handles_errors(fn: F) -> F:
 
 @app.command()
 @handles_errors
+@sigterm_as_interrupt()
 def run(
     spec: Annotated[Path, typer.Argument(help="the study's TOML spec")],
     set_: SetOption = None,
@@ -118,9 +125,35 @@ def run(
             help=literal("datasets [default: $BENCH_DATA_DIR or ~/.cache/benchharness/data]"),
         ),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            help=literal(
+                "stop a job after this many minutes and store it as failed (timed out); "
+                "jobs then run in worker processes [default: the spec's run.timeout_minutes]"
+            ),
+        ),
+    ] = None,
+    max_failures: Annotated[
+        int | None,
+        typer.Option(
+            "--max-failures",
+            help="start no new job once this many jobs have failed in this run (exit 1)",
+        ),
+    ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="also rerun the jobs stored as failed (skipped by default)",
+        ),
+    ] = False,
 ) -> None:
-    """Run (or resume) a study: every job of the spec's matrix not yet in the database."""
+    """Run (or resume) a study: every job of the spec's matrix not yet in the database
+    (jobs stored as failed only with --retry-failed)."""
     from benchharness.executor import execute, parse_devices
+    from benchharness.leases import Leases, describe_runners
     from benchharness.matrix import describe_job
     from benchharness.progress import StudyProgress
     from benchharness.store import Store
@@ -133,38 +166,124 @@ def run(
         return
     parsed, jobs = plan.spec, list(plan.jobs())
     device_list = parse_devices(devices)
+    timeout_seconds = _timeout_seconds(timeout, parsed.run.get("timeout_minutes"))
+    if max_failures is not None and max_failures < 1:
+        raise BenchError(f"--max-failures: must be at least 1, got {max_failures}")
     db_path = settings.db_path(db)
     store = Store(db_path)
     store.save_claims(parsed.name, parsed.claims)
-    done = set() if force else store.completed_ids([job.id for job in jobs])
-    todo = [job for job in jobs if job.id not in done]
-    typer.echo(
-        f"{parsed.name}: {len(jobs)} jobs, {len(done)} already completed, {len(todo)} to run "
-        f"on {', '.join(map(str, device_list))}; results in {db_path}",
-        err=True,
-    )
-    if not todo:
-        return
-    records = execute(
-        todo,
-        devices=device_list,
-        save=store.save,
-        data_dir=data_dir or settings.data_dir(),
-        cache_dir=settings.cache_dir(db_path),
-        registry=plugin_registry,
-        progress=StudyProgress(len(todo), len(device_list)),
-    )
+    with Leases(db_path) as leases:
+        todo, done, elsewhere = _claim_jobs(jobs, store, leases, force=force)
+        failed_before = set() if force or retry_failed else _failed_ids(store, todo)
+        todo = [job for job in todo if job.id not in failed_before]
+        skipped = (
+            f"{len(failed_before)} failed earlier (not rerun without --retry-failed), "
+            if failed_before
+            else ""
+        )
+        typer.echo(
+            f"{parsed.name}: {len(jobs)} jobs, {len(done)} already completed, {skipped}"
+            f"{len(todo)} to run "
+            f"on {', '.join(map(str, device_list))}; results in {db_path}",
+            err=True,
+        )
+        if elsewhere:
+            typer.echo(
+                f"{len(elsewhere)} jobs are being run by another `bench run`"
+                f" ({describe_runners(leases.others())}) and are left to it; run this"
+                " command again when it has finished to pick up any it did not complete",
+                err=True,
+            )
+        if not todo:
+            if failed_before:  # the study is not all completed
+                raise typer.Exit(1)
+            return
+        try:
+            records = execute(
+                todo,
+                devices=device_list,
+                save=store.save,
+                data_dir=data_dir or settings.data_dir(),
+                cache_dir=settings.cache_dir(db_path),
+                registry=plugin_registry,
+                progress=StudyProgress(len(todo), len(device_list)),
+                timeout=timeout_seconds,
+                max_failures=max_failures,
+            )
+        finally:
+            _write_waiting_results(store)
     failed = [r for r in records if r.status != "completed"]
     missing = len(todo) - len(records)
+    stopped = max_failures is not None and len(failed) >= max_failures
     typer.echo(
         f"{len(records) - len(failed)} completed, {len(failed)} failed"
-        + (f", {missing} not run (workers died)" if missing else ""),
+        + (f", {missing} not run (workers died)" if missing and not stopped else ""),
         err=True,
     )
     for record in failed:
         typer.echo(f"  failed {record.job_id}: {record.error_line()}", err=True)
-    if failed or missing:
+    if stopped and missing:
+        typer.echo(
+            f"stopped after {len(failed)} failed jobs (--max-failures {max_failures}): "
+            f"{missing} jobs not started; run the same command to resume them "
+            "(add --retry-failed to rerun the failed ones too)",
+            err=True,
+        )
+    if failed or missing or failed_before:
         raise typer.Exit(1)
+
+
+def _timeout_seconds(option: float | None, spec_minutes: float | None) -> float | None:
+    """The per-job timeout in seconds: ``--timeout`` (minutes) wins over the spec's."""
+    minutes = option if option is not None else spec_minutes
+    if minutes is None:
+        return None
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise BenchError(f"--timeout: must be a positive number of minutes, got {minutes}")
+    return minutes * 60
+
+
+def _failed_ids(store: Any, jobs: list[Any]) -> set[str]:
+    """The ids of ``jobs`` stored as failed: a failure is a result too (a job that timed
+    out or diverged would only do it again), so a resume skips them unless told."""
+    if not jobs:
+        return set()
+    runs = store.runs(jobs[0].spec_name)
+    return set(runs.loc[runs["status"] == "failed", "job_id"]) & {job.id for job in jobs}
+
+
+def _claim_jobs(jobs: list[Any], store: Any, leases: Any, *, force: bool) -> tuple[list, set, list]:
+    """(jobs to run here, ids already completed, ids another live run holds).
+
+    A job is claimed before its completion is checked: a result another run stored before
+    it let go of the job is then seen, so no job is trained twice."""
+    done = set() if force else store.completed_ids(job.id for job in jobs)
+    mine, elsewhere = leases.claim(job.id for job in jobs if job.id not in done)
+    if not force:
+        done |= store.completed_ids(mine)
+    todo = [job for job in jobs if job.id in set(mine) - done]
+    return todo, done, elsewhere
+
+
+def _write_waiting_results(store: Any) -> None:
+    """Results left in the journal while another process held the database are written
+    now; if it still holds it, say where they wait (nothing is lost either way)."""
+    if store.sync() is None:
+        typer.echo(
+            f"warning: {store.path} is still held by another process; the last results wait"
+            f" in {store.journal.path} and are written by the next `bench` command",
+            err=True,
+        )
+
+
+@app.command()
+@handles_errors
+def recover(db: DbOption = None) -> None:
+    """Check the results database; if it cannot be read in full, move it aside and
+    rebuild it from its journal (<db>.journal). Also writes results waiting in the journal."""
+    from benchharness.store import Store
+
+    typer.echo(Store(settings.db_path(db), on_notice=lambda _message: None).recover())
 
 
 @app.command()
