@@ -105,17 +105,7 @@ def execute(
         if len(devices) == 1 and timeout is None:
             _execute_inline(jobs, devices[0], threads, study, data_dir, cache_dir, registry)
         else:
-            run_in_workers(
-                jobs,
-                devices,
-                threads=threads,
-                data_dir=data_dir,
-                cache_dir=cache_dir,
-                finish=study.finish,
-                stopping=study.stopping,
-                progress=progress,
-                timeout=timeout,
-            )
+            _execute_workers(jobs, devices, threads, study, data_dir, cache_dir, timeout)
         return study.records
     finally:
         progress.close()
@@ -142,6 +132,28 @@ class _Study:
 
     def stopping(self) -> bool:
         return self.max_failures is not None and self.failures >= self.max_failures
+
+
+def _execute_workers(
+    jobs: list[Job],
+    devices: list[torch.device],
+    threads: int,
+    study: _Study,
+    data_dir: Path,
+    cache_dir: Path,
+    timeout: float | None,
+) -> None:
+    run_in_workers(
+        jobs,
+        devices,
+        threads=threads,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        finish=study.finish,
+        stopping=study.stopping,
+        progress=study.progress,
+        timeout=timeout,
+    )
 
 
 def _execute_inline(
