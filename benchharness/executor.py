@@ -90,7 +90,7 @@ def execute(
 
     ``timeout`` (seconds) stops a job that runs longer: it is stored as failed ("timed
     out after N s") and the study goes on. Only a process can be stopped reliably, so
-    with a timeout even a single device runs its jobs in a spawned worker (which sees
+    with a timeout even a single device runs its jobs in a worker process (which sees
     installed plugins only, not ones registered in this process). Once ``max_failures``
     jobs have failed no new job starts; the running ones finish, the others get no
     record (fewer records than jobs).

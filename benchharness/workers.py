@@ -1,4 +1,4 @@
-"""Spawned worker processes that the parent feeds one job at a time.
+"""Worker processes, one per device, that the parent feeds one job at a time.
 
 Each worker runs on one device and has its own pipe to the parent, so a worker can be
 stopped (its job ran past the timeout) or lost (a segfault, an OOM kill) without

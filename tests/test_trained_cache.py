@@ -44,7 +44,8 @@ def test_a_good_entry_is_reused_whole(tmp_path: Path) -> None:
         assert entry.hit and entry.problem is None
         fresh = model(seed=1)
         assert entry.load_into(fresh)
-    for mine, theirs in zip(fresh.state_dict().values(), model(0).state_dict().values()):
+    expected = model(0).state_dict().values()
+    for mine, theirs in zip(fresh.state_dict().values(), expected, strict=True):
         assert torch.equal(mine, theirs)
     assert entry.train_seconds == 1.5
     assert entry.curves == [CurvePoint("train", 1, "train_loss", 0.25)]
@@ -92,7 +93,8 @@ def test_a_corrupt_entry_is_named_moved_aside_and_rebuilt(tmp_path: Path, capfd,
     lines = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert len(lines) == 1, err
     assert f"corrupt cache entry {path} (" in lines[0]
-    assert re.search(rf"moved aside to {re.escape(path.name)}\.corrupt-\d{{8}}T\d{{6}}Z; ", lines[0])
+    aside = rf"moved aside to {re.escape(path.name)}\.corrupt-\d{{8}}T\d{{6}}Z; "
+    assert re.search(aside, lines[0])
     assert lines[0].endswith("training again")
 
     with trained_cache.claim(tmp_path, KEY) as entry:  # the rebuilt entry is used
@@ -161,9 +163,7 @@ def run_reference_job(tmp_path: Path, name: str) -> dict:
     return record
 
 
-def test_a_corrupt_reference_model_is_rebuilt_and_the_job_completes(
-    tmp_path: Path, capfd
-) -> None:
+def test_a_corrupt_reference_model_is_rebuilt_and_the_job_completes(tmp_path: Path, capfd) -> None:
     first = run_reference_job(tmp_path, "reference_first")
     assert first.status == "completed", first.error
     (reference,) = (tmp_path / "cache").glob("reference-*.pt")
