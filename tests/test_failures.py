@@ -321,3 +321,11 @@ def test_bad_failure_options_are_one_line(tmp_path: Path, args: list[str], messa
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_the_timeout_option_wins_over_the_spec() -> None:
+    from benchharness.cli import _timeout_seconds
+
+    assert _timeout_seconds(None, None) is None
+    assert _timeout_seconds(None, 2) == 120  # [run] timeout_minutes = 2
+    assert _timeout_seconds(0.5, 2) == 30  # --timeout 0.5
