@@ -91,9 +91,7 @@ def test_a_reader_holding_the_database_neither_stops_nor_loses_a_run(
     assert len(per_job) == 4 and len({n for _job, n in per_job}) == 1
 
 
-def test_two_runs_of_one_spec_train_each_job_once(
-    tmp_path: Path, forkserver: ForkServer
-) -> None:
+def test_two_runs_of_one_spec_train_each_job_once(tmp_path: Path, forkserver: ForkServer) -> None:
     db = tmp_path / "bench.duckdb"
     spec = tmp_path / "twice.toml"
     spec.write_text(TINY_SPEC.format(name="twice", seeds=list(range(8))))
