@@ -234,12 +234,12 @@ def report(
 
     store = Store(settings.db_path(db))
     if job is not None:
-        from benchharness.report_failed import failed_job
+        from benchharness.report.failed import failed_job
 
         typer.echo(failed_job(store, job))
         return
     if failed:
-        from benchharness.report_failed import failed_runs, render_failed
+        from benchharness.report.failed import failed_runs, render_failed
 
         typer.echo(render_failed(failed_runs(store, spec), fmt))
         return

@@ -1,0 +1,270 @@
+"""Rendering a summary or any query result: terminal table (rich), CSV, JSON, Markdown."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+from benchharness.errors import BenchError
+from benchharness.keypaths import short
+
+FORMATS: tuple[str, ...] = ("table", "csv", "json", "markdown")
+
+# Metrics a table shows by default (besides objectives and claimed ones); `wide` shows all.
+TABLE_METRICS = (
+    "test_accuracy",
+    "flops",
+    "flops_effective",
+    "params",
+    "size_bits",
+    "compression_ratio",
+    "input_ratio",
+    "latency_b1_median_ms",
+    "train_seconds",
+)
+
+
+def render(df: pd.DataFrame, fmt: str = "table", *, wide: bool = False) -> str:
+    """A summary (or any query result) as ``table``, ``csv``, ``json`` or ``markdown``
+    (without a final newline: the caller prints it).
+
+    csv and json carry every column with full-precision numbers (json: a list of
+    objects, null for missing); table and markdown show axis values, ``n``, each metric
+    as "mean ± se" in readable units with claims beside it, and ``*`` on the front —
+    the metrics of :data:`TABLE_METRICS` plus the objectives, or every metric if ``wide``.
+    """
+    if fmt not in FORMATS:
+        raise BenchError(f"unknown report format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if fmt == "csv":
+        return df.to_csv(index=False).rstrip("\n")
+    if fmt == "json":
+        records = [
+            {str(col): _json_value(value) for col, value in zip(df.columns, row, strict=True)}
+            for row in df.itertuples(index=False, name=None)
+        ]
+        return json.dumps(records, indent=2, allow_nan=False, ensure_ascii=False)
+    headers, rows, numeric = _display(df, wide=wide)
+    if fmt == "markdown":
+        from tabulate import tabulate
+
+        align = ["right" if is_num else "left" for is_num in numeric] or None
+        return tabulate(
+            rows, headers=headers, tablefmt="github", colalign=align, disable_numparse=True
+        )
+    return _rich_table(headers, rows, numeric)
+
+
+def _rich_table(headers: list[str], rows: list[list[str]], numeric: list[bool]) -> str:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for header, is_num in zip(headers, numeric, strict=True):
+        table.add_column(header, justify="right" if is_num else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    buffer = io.StringIO()
+    Console(file=buffer, width=100_000, color_system=None, highlight=False).print(table)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unit:
+    label: str
+    scale: float = 1.0  # displayed = value * scale
+    decimals: int | None = None  # None: about four significant digits
+
+
+def _unit(metric: str, values: pd.Series) -> _Unit:
+    peak = values.abs().max(skipna=True) if len(values) else float("nan")
+    peak = 0.0 if pd.isna(peak) else float(peak)
+    pretty = metric.replace("_", " ")
+    if metric == "test_accuracy":
+        return _Unit("accuracy (%)", 100.0, 2)
+    if metric == "test_loss":
+        return _Unit("loss")
+    if metric in ("params", "flops", "flops_effective", "input_values"):
+        label = {"flops": "FLOPs", "flops_effective": "eff. FLOPs"}.get(metric, pretty)
+        for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if peak >= factor:
+                return _Unit(f"{label} ({prefix})", 1 / factor)
+        return _Unit(label, 1.0)
+    if metric == "size_bits":
+        if peak >= 8 * 1024 * 1024:
+            return _Unit("size (MiB)", 1 / (8 * 1024 * 1024))
+        if peak >= 8 * 1024:
+            return _Unit("size (KiB)", 1 / (8 * 1024))
+        return _Unit("size (bits)", 1.0, 0)
+    if metric in ("compression_ratio", "input_ratio"):
+        return _Unit(f"{'ratio' if metric == 'compression_ratio' else pretty} (×)")
+    if metric.startswith("latency_") and metric.endswith("_ms"):
+        return _Unit(f"{pretty[: -len(' ms')]} (ms)")
+    if metric == "train_seconds":
+        return _Unit("train time (s)")
+    if metric == "latency_batch_size":
+        return _Unit("batch size", 1.0, 0)
+    return _Unit(pretty)
+
+
+def _display(
+    df: pd.DataFrame, *, wide: bool = False
+) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Headers, text cells and right-alignment flags for table and markdown."""
+    means = [c[: -len("_mean")] for c in df.columns if c.endswith("_mean")]
+    metrics = [m for m in means if not m.startswith("claimed_")]
+    if not metrics:  # a plain query result
+        cells = [[_plain(v) for v in row] for row in df.itertuples(index=False, name=None)]
+        return [str(c) for c in df.columns], cells, [_is_number(df[c]) for c in df.columns]
+
+    claims = [c[len("claimed_") :] for c in df.columns if c.startswith("claimed_")]
+    claimed_only = [m for m in claims if not m.endswith("_se") and m not in metrics]
+    directions = {}
+    for text in df.attrs.get("objectives", []):
+        name, _, way = text.partition(":")
+        directions[name] = " ↑" if way == "max" else " ↓"
+    shown = {"spec_name", "config_id", "quick", "n", "failed", "on_front"}
+    axes = df.attrs.get("axes") or [
+        c
+        for c in df.columns
+        if c not in shown and not c.startswith("claimed_") and not c.endswith(("_mean", "_se"))
+    ]
+
+    columns: list[tuple[str, list[str], bool]] = []  # header, cells, right-aligned
+    if "on_front" in df:
+        columns.append(("front", ["*" if _true(v) else "" for v in df["on_front"]], False))
+    if "spec_name" in df and df["spec_name"].nunique() > 1:
+        columns.append(("spec", [_plain(v) for v in df["spec_name"]], False))
+    if "quick" in df and any(_true(v) for v in df["quick"]):
+        columns.append(("quick", ["quick" if _true(v) else "" for v in df["quick"]], False))
+    for axis in (a for a in axes if a in df.columns):
+        columns.append((axis, [_axis_text(v) for v in df[axis]], _is_number(df[axis])))
+    if "n" in df:
+        columns.append(("n", [_plain(v) for v in df["n"]], True))
+    if "failed" in df:
+        columns.append(("failed", [_plain(v) if v else "" for v in df["failed"]], True))
+    for m in metrics + claimed_only:
+        measured = df.get(f"{m}_mean")
+        claimed = df.get(f"claimed_{m}")
+        if claimed is None and m not in directions and (measured is None or measured.isna().all()):
+            continue
+        if not wide and m not in TABLE_METRICS and m not in directions and claimed is None:
+            continue
+        if (
+            not wide
+            and m == "flops_effective"
+            and m not in directions
+            and measured is not None
+            and measured.equals(df.get("flops_mean"))
+        ):
+            continue  # nothing compressed: identical to the dense FLOPs column
+        present = [s for s in (measured, claimed) if s is not None]
+        unit = _unit(m, pd.concat(present))
+        if measured is not None:
+            cells = _pm_column(measured, df.get(f"{m}_se"), unit)
+            columns.append((unit.label + directions.get(m, ""), cells, True))
+        if claimed is not None:
+            cells = _pm_column(claimed, df.get(f"claimed_{m}_se"), unit)
+            columns.append((f"claimed {unit.label}", cells, True))
+    headers = [header for header, _, _ in columns]
+    rows = [list(row) for row in zip(*(cells for _, cells, _ in columns), strict=True)]
+    return headers, rows, [right for _, _, right in columns]
+
+
+def _axis_text(value: Any) -> str:
+    """Axis values that are tables (stored as JSON text) in their short form."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return short(json.loads(value))
+        except ValueError:
+            pass
+    return _plain(value)
+
+
+def _pm_column(means: pd.Series, ses: pd.Series | None, unit: _Unit) -> list[str]:
+    ses_list = [None] * len(means) if ses is None else list(ses)
+    return [_pm(mean, se, unit) for mean, se in zip(means, ses_list, strict=True)]
+
+
+def _is_number(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def _pm(mean: Any, se: Any, unit: _Unit) -> str:
+    if _missing(mean):
+        return ""
+    mean = float(mean) * unit.scale
+    se = None if _missing(se) else float(se) * unit.scale
+    decimals = unit.decimals if unit.decimals is not None else _decimals(mean, 4)
+    if se is not None and unit.decimals is None and se > 0:
+        decimals = max(decimals, min(_decimals(se, 2), 6))
+    text = _fixed(mean, decimals)
+    return text if se is None else f"{text} ± {_fixed(se, decimals)}"
+
+
+def _decimals(value: float, significant: int) -> int:
+    if not math.isfinite(value) or value == 0:
+        return 2
+    return max(0, min(6, significant - 1 - math.floor(math.log10(abs(value)))))
+
+
+def _fixed(value: float, decimals: int) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:,.{decimals}f}"
+
+
+def _plain(value: Any) -> str:
+    if _missing(value):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.6g}"
+    if hasattr(value, "item") and not isinstance(value, str):
+        try:
+            return _plain(value.item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def _true(value: Any) -> bool:
+    return not _missing(value) and bool(value)
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _json_value(value: Any) -> Any:
+    if _missing(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, str):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, pd.Timestamp | pd.Timedelta) or hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return str(value)
