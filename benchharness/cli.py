@@ -227,6 +227,14 @@ def report(
         str | None,
         typer.Option("--job", help="one run's stored error and traceback (a job id or prefix)"),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="write the front and curve plots (PNG, SVG) into this dir"),
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="write a self-contained HTML report to this file"),
+    ] = None,
 ) -> None:
     """Results grouped by configuration over seeds (mean ± SE, n), Pareto front in SQL."""
     from benchharness import report as reporting
@@ -247,8 +255,27 @@ def report(
         typer.echo(reporting.run_sql(store, sql, fmt))
         return
     parsed = [o.strip() for o in objectives.split(",")] if objectives else None
+    if plot is not None or html is not None:  # files instead of the table
+        _write_report_files(store, plot, html, spec, parsed)
+        return
     table = reporting.summarize(store, spec=spec, objectives=parsed, pareto=pareto)
     typer.echo(reporting.render(table, fmt, wide=wide))
+
+
+def _write_report_files(
+    store: Any, plot: Path | None, html: Path | None, spec: str | None, objectives: Any
+) -> None:
+    written: list[Path] = []
+    if plot is not None:
+        from benchharness.report.figures import write_plots
+
+        written += write_plots(store, plot, spec=spec, objectives=objectives)
+    if html is not None:
+        from benchharness.report.html import write_html
+
+        written.append(write_html(store, html, spec=spec, objectives=objectives))
+    for path in written:
+        typer.echo(f"wrote {path}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
