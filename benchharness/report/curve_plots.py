@@ -17,6 +17,7 @@ from benchharness.report.plots import config_labels, groups, log_axis, slug
 BAND_ALPHA = 0.2
 _STEP_LABELS = {"lc": "LC step k", "idc": "iDC step k", "dc": "step"}
 _DECADE = 10.0
+_COLUMNS = 2  # panels per row: keeps every figure about as wide as a page
 
 
 def curve_figures(curves: pd.DataFrame, summary: pd.DataFrame) -> list[tuple[str, Figure]]:
@@ -52,10 +53,14 @@ def phase_figure(
     """One phase's curves: a panel per name in :data:`CURVE_NAMES` order, a line per
     configuration (in ``labels`` order) and a ± SE band where the standard error exists."""
     names = [n for n in CURVE_NAMES if n in set(lines["name"])]
-    fig = Figure(figsize=(4.3 * len(names) + 2.6, 3.8), layout="constrained")
+    columns = min(len(names), _COLUMNS)
+    rows = math.ceil(len(names) / columns)
+    fig = Figure(figsize=(4.3 * columns + 2.6, 3.3 * rows + 0.5), layout="constrained")
     FigureCanvasAgg(fig)
-    panels = fig.subplots(1, len(names), squeeze=False)[0]
-    for ax, name in zip(panels, names, strict=True):
+    panels = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in panels[len(names) :]:
+        fig.delaxes(ax)
+    for ax, name in zip(panels, names, strict=False):
         scale = 100.0 if name == "test_accuracy" else 1.0
         values = lines.loc[lines["name"] == name, "mean"].astype(float)
         for config in (c for c in labels if c in set(lines["config_id"])):

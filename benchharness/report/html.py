@@ -63,6 +63,9 @@ def write_html(
     from benchharness import report
 
     summary = report.summarize(store, spec=spec, objectives=objectives)
+    noisy_front = getattr(report, "noisy_front", None)  # P(on the front) under seed noise
+    if noisy_front is not None:
+        summary = noisy_front(store, summary)
     text = render_html(store, summary, spec=spec)
     target = Path(path)
     partial = target.with_name(f".{target.name}.partial")
@@ -81,7 +84,7 @@ def render_html(
     """The report page for a ``summarize`` result (and the curves, claims and provenance
     of the same runs) as one HTML document."""
     curves = curve_summary(store, spec=spec)
-    claims = _claims(store, spec)
+    claims = _claims(store, summary, spec)
     axes = list(summary.attrs.get("axes", []))
     body = [
         "<h1>benchharness report</h1>",
@@ -152,13 +155,32 @@ def _configurations_table(part: pd.DataFrame, axes: list[str]) -> str:
     return _table(head, rows, "Configurations")
 
 
-def _claims(store: Store, spec: str | Sequence[str] | None) -> pd.DataFrame:
+def _claims(store: Store, summary: pd.DataFrame, spec: Any) -> pd.DataFrame:
+    """The reports' claims table (with verdicts); without it, the claimed values that
+    ``summarize`` puts beside the measured ones."""
     from benchharness import report
 
     claims_table = getattr(report, "claims_table", None)
-    if claims_table is None:  # pragma: no cover - until the claims module lands
-        return pd.DataFrame(columns=["spec_name", "quick"])
-    return claims_table(store, spec=spec)
+    if claims_table is not None:
+        return claims_table(store, spec=spec)
+    rows = []
+    for _, part in groups(summary):
+        labels = config_labels(part, list(summary.attrs.get("axes", [])))
+        for column in (c for c in part.columns if c.startswith("claimed_")):
+            metric = column[len("claimed_") :]
+            if metric.endswith("_se") or f"{column}_se" not in part.columns:
+                continue
+            for _, row in part[part[column].notna()].iterrows():
+                rows.append(
+                    {
+                        "spec_name": row["spec_name"], "quick": row["quick"],
+                        "configuration": labels[str(row["config_id"])], "metric": metric,
+                        "claimed": row[column], "claimed_se": row[f"{column}_se"],
+                        "n": row["n"], "mean": row.get(f"{metric}_mean"),
+                        "se": row.get(f"{metric}_se"),
+                    }
+                )  # fmt: skip
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["spec_name", "quick"])
 
 
 def _claims_section(claims: pd.DataFrame) -> str:
