@@ -235,6 +235,20 @@ def report(
         Path | None,
         typer.Option("--html", help="write a self-contained HTML report to this file"),
     ] = None,
+    claims: Annotated[
+        bool, typer.Option("--claims", help="only the claims vs measured, with verdicts")
+    ] = False,
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--compare",
+            help="two configurations (id or axis values like model.width=1,transform.ratio=0.3)",
+        ),
+    ] = None,
+    noise: Annotated[
+        bool,
+        typer.Option("--noise", help="add P(on front) under seed noise and 'within noise' marks"),
+    ] = False,
 ) -> None:
     """Results grouped by configuration over seeds (mean ± SE, n), Pareto front in SQL."""
     from benchharness import report as reporting
@@ -258,8 +272,35 @@ def report(
     if plot is not None or html is not None:  # files instead of the table
         _write_report_files(store, plot, html, spec, parsed)
         return
-    table = reporting.summarize(store, spec=spec, objectives=parsed, pareto=pareto)
+    if compare is not None:
+        from benchharness.report.compare import compare as compare_configs
+
+        found = compare_configs(store, *compare, spec=spec, objectives=parsed)
+        typer.echo(reporting.render(found, fmt))
+        return
+    if claims:
+        from benchharness.report.claims import claims_table, render_claims
+
+        typer.echo(render_claims(claims_table(store, spec=spec), fmt))
+        return
+    shown = None if wide or fmt in ("csv", "json") else list(reporting.TABLE_METRICS)
+    table = reporting.summarize(
+        store, spec=spec, objectives=parsed, pareto=pareto and not noise, metrics=shown
+    )
+    if noise:
+        from benchharness.report.noise import noisy_front
+
+        table = noisy_front(store, table)
+        if pareto:
+            table = table[table["dominance"] != "clear"]
     typer.echo(reporting.render(table, fmt, wide=wide))
+    if fmt in ("table", "markdown") and not pareto:
+        from benchharness.report.claims import claims_table, render_claims
+
+        found = claims_table(store, spec=spec)
+        if not found.empty:
+            typer.echo("\nclaims vs measured (reproduced: |Δ| ≤ 2 combined SE)")
+            typer.echo(render_claims(found, fmt))
 
 
 def _write_report_files(

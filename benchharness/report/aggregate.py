@@ -20,7 +20,8 @@ from benchharness.report.columns import (
     numeric_extras,
     sql_str,
 )
-from benchharness.report.objectives import ALIASES, Objective, parse_objectives
+from benchharness.report.front import front_sql, mark_front
+from benchharness.report.objectives import ALIASES, NUMERIC_METRICS, Objective, parse_objectives
 from benchharness.store import Store, quote_ident
 
 
@@ -31,6 +32,7 @@ def summarize(
     objectives: str | Sequence[str] | None = None,
     pareto: bool = False,
     include_quick: bool = True,
+    metrics: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per (spec_name, config_id, quick): the axis values, ``n`` completed runs,
     ``<metric>_mean`` and ``<metric>_se`` (sample stddev / sqrt(n); NULL for n = 1) for
@@ -39,6 +41,9 @@ def summarize(
     of the same spec (and the same quick flag) is at least as good on every objective and
     strictly better on one. With ``pareto=True`` only front rows, best first objective
     first. ``df.attrs`` holds ``axes`` and ``objectives`` (for ``render``).
+
+    ``metrics`` limits the aggregated metrics to these (plus the objectives and the
+    claimed metrics), which is what makes a report over many runs fast; None: all.
     """
     specs = [spec] if isinstance(spec, str) else list(spec or [])
     where, params = filter_sql(specs, include_quick)
@@ -48,10 +53,21 @@ def summarize(
         quick = "" if include_quick else " (quick runs excluded)"
         raise BenchError(f"no runs{what} in {store.path}{quick}")
 
-    extras = numeric_extras(store, where, params)
-    chosen = parse_objectives(objectives, extras)
-    measured = measured_metrics(store, where, params, extras)
+    claim_metrics = claim_metrics_of(store, where, params)
+    try:  # the scan of `extra` for numeric metrics is needed only if something names one
+        if metrics is None:
+            raise BenchError("every metric")
+        chosen = parse_objectives(objectives)
+        wanted = [*metrics, *claim_metrics]
+        if any(m not in NUMERIC_METRICS for m in wanted):
+            raise BenchError("extra metrics named")
+        extras: list[str] = []
+    except BenchError:
+        extras = numeric_extras(store, where, params)
+        chosen = parse_objectives(objectives, extras)
     objective_metrics = [o.metric for o in chosen]
+    candidates = None if metrics is None else [*objective_metrics, *metrics, *claim_metrics]
+    measured = measured_metrics(store, where, params, extras, candidates)
     metrics = objective_metrics + [m for m in measured if m not in objective_metrics]
     axes = axes_of(store, where, params)
     if pareto:
@@ -61,17 +77,27 @@ def summarize(
                 f"objective {', '.join(missing)} has no values in the selected runs;"
                 " choose others with --objectives"
             )
-    claim_metrics = claim_metrics_of(store, where, params)
 
     sql = summary_sql(axes, metrics, extras, chosen, claim_metrics, where)
     if pareto:
         first = chosen[0]
         order = f"{quote_ident(first.metric + '_mean')} {'DESC' if first.maximize else 'ASC'}"
-        sql += f"\nWHERE on_front\nORDER BY spec_name, quick, {order}, config_id"
+        if len(chosen) == 2:
+            sql += "\nWHERE on_front"
+        sql += f"\nORDER BY spec_name, quick, {order}, config_id"
     else:
         axis_order = "".join(f", {quote_ident(name)}" for name, _ in axes)
         sql += f"\nORDER BY spec_name, quick{axis_order}, config_id"
     df = store.query(sql, params * 2)
+    if len(chosen) != 2:
+        df["on_front"] = mark_front(df, chosen).to_numpy()
+        if pareto:
+            df = df[df["on_front"]].sort_values(
+                ["spec_name", "quick", objective_metrics[0] + "_mean", "config_id"],
+                ascending=[True, True, not chosen[0].maximize, True],
+                kind="stable",
+            )
+            df = df.reset_index(drop=True)
     if "failed" in df and not (df["failed"] > 0).any():
         df = df.drop(columns="failed")
     df.attrs["axes"] = [name for name, _ in axes]
@@ -110,21 +136,10 @@ def summary_sql(
             *axis_cols,
             f"count(*) FILTER (WHERE {done}) AS n",
             "count(*) FILTER (WHERE status = 'failed') AS failed",
+            f"bool_and(compression_realised) FILTER (WHERE {done}) AS realised",
             *metric_cols,
             f"coalesce(any_value(config) FILTER (WHERE {done}), any_value(config)) AS config",
         ]
-    )
-
-    def mean(alias: str, o: Objective) -> str:
-        return f"{alias}.{q(o.metric + '_mean')}"
-
-    finite_a = " AND ".join(f"isfinite({mean('a', o)})" for o in chosen)
-    finite_b = " AND ".join(f"isfinite({mean('b', o)})" for o in chosen)
-    as_good = " AND ".join(
-        f"{mean('b', o)} {'>=' if o.maximize else '<='} {mean('a', o)}" for o in chosen
-    )
-    better = " OR ".join(
-        f"{mean('b', o)} {'>' if o.maximize else '<'} {mean('a', o)}" for o in chosen
     )
 
     alias_cases = " ".join(
@@ -139,7 +154,7 @@ def summary_sql(
     claim_select = "".join(f", c.{q(name)}" for name in claim_names)
     claim_pivot = ",\n       ".join(["spec_name", "config_id", "quick", *claim_cols])
 
-    keep = [q(name) for name, _ in axes] + ["n", "failed"]
+    keep = [q(name) for name, _ in axes] + ["n", "failed", "realised"]
     for m in metrics:
         keep += [q(m + "_mean"), q(m + "_se")]
     keep_sql = ", ".join(f"f.{col}" for col in keep)
@@ -151,13 +166,7 @@ WITH agg AS (
   GROUP BY spec_name, config_id, quick
 ),
 front AS (
-  SELECT a.*,
-         (a.n > 0 AND {finite_a} AND NOT EXISTS (
-            SELECT 1 FROM agg b
-            WHERE b.spec_name = a.spec_name AND b.quick = a.quick AND b.n > 0
-              AND {finite_b} AND {as_good} AND ({better})
-         )) AS on_front
-  FROM agg a
+{front_sql("agg", chosen)}
 ),
 claim_list AS (
   SELECT row_number() OVER (ORDER BY spec_name, metric, match::VARCHAR) AS cid,

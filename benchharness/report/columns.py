@@ -52,9 +52,17 @@ def metric_expr(metric: str, extras: Sequence[str]) -> str:
     return f"CAST({quote_ident(metric)} AS DOUBLE)"
 
 
-def measured_metrics(store: Store, where: str, params: list[Any], extras: list[str]) -> list[str]:
-    """Numeric metrics with at least one value in the completed runs."""
+def measured_metrics(
+    store: Store,
+    where: str,
+    params: list[Any],
+    extras: list[str],
+    only: Sequence[str] | None = None,
+) -> list[str]:
+    """Numeric metrics (of ``only`` if given) with at least one value in the completed runs."""
     candidates = [*NUMERIC_METRICS, *extras]
+    if only is not None:
+        candidates = [m for m in candidates if m in only]
     counts = ", ".join(f"count({metric_expr(m, extras)}) AS {quote_ident(m)}" for m in candidates)
     row = store.query(
         f"SELECT {counts} FROM runs WHERE {where} AND status = 'completed'", params

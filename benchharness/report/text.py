@@ -16,17 +16,7 @@ from benchharness.keypaths import short
 FORMATS: tuple[str, ...] = ("table", "csv", "json", "markdown")
 
 # Metrics a table shows by default (besides objectives and claimed ones); `wide` shows all.
-TABLE_METRICS = (
-    "test_accuracy",
-    "flops",
-    "flops_effective",
-    "params",
-    "size_bits",
-    "compression_ratio",
-    "input_ratio",
-    "latency_b1_median_ms",
-    "train_seconds",
-)
+TABLE_METRICS = ("test_accuracy", "compression_ratio")
 
 
 def render(df: pd.DataFrame, fmt: str = "table", *, wide: bool = False) -> str:
@@ -43,8 +33,12 @@ def render(df: pd.DataFrame, fmt: str = "table", *, wide: bool = False) -> str:
     if fmt == "csv":
         return df.to_csv(index=False).rstrip("\n")
     if fmt == "json":
+        tables = set(df.attrs.get("axes", [])) | {"match", "config"}
         records = [
-            {str(col): _json_value(value) for col, value in zip(df.columns, row, strict=True)}
+            {
+                str(col): _json_value(_parsed(value) if col in tables else value)
+                for col, value in zip(df.columns, row, strict=True)
+            }
             for row in df.itertuples(index=False, name=None)
         ]
         return json.dumps(records, indent=2, allow_nan=False, ensure_ascii=False)
@@ -128,7 +122,8 @@ def _display(
     for text in df.attrs.get("objectives", []):
         name, _, way = text.partition(":")
         directions[name] = " ↑" if way == "max" else " ↓"
-    shown = {"spec_name", "config_id", "quick", "n", "failed", "on_front"}
+    shown = {"spec_name", "config_id", "quick", "n", "failed", "on_front", "realised"}
+    shown |= {"p_front", "dominance"}
     axes = df.attrs.get("axes") or [
         c
         for c in df.columns
@@ -138,6 +133,10 @@ def _display(
     columns: list[tuple[str, list[str], bool]] = []  # header, cells, right-aligned
     if "on_front" in df:
         columns.append(("front", ["*" if _true(v) else "" for v in df["on_front"]], False))
+    if "p_front" in df:
+        columns.append(("P(front)", [f"{float(v):.2f}" for v in df["p_front"]], True))
+    if "dominance" in df:
+        columns.append(("dominated", [_plain(v) for v in df["dominance"]], False))
     if "spec_name" in df and df["spec_name"].nunique() > 1:
         columns.append(("spec", [_plain(v) for v in df["spec_name"]], False))
     if "quick" in df and any(_true(v) for v in df["quick"]):
@@ -148,12 +147,23 @@ def _display(
         columns.append(("n", [_plain(v) for v in df["n"]], True))
     if "failed" in df:
         columns.append(("failed", [_plain(v) if v else "" for v in df["failed"]], True))
+    if "realised" in df and "compression_ratio_mean" in df:
+        # a compressed model's saving is "realised" when the exported model has it,
+        # "simulated" when only the bit model counts it (e.g. masks kept dense)
+        cells = [
+            ""
+            if _missing(r) or _missing(c) or float(c) == 1.0
+            else ("realised" if bool(r) else "simulated")
+            for r, c in zip(df["realised"], df["compression_ratio_mean"], strict=True)
+        ]
+        if any(cells):
+            columns.append(("saving", cells, False))
     for m in metrics + claimed_only:
         measured = df.get(f"{m}_mean")
         claimed = df.get(f"claimed_{m}")
         if claimed is None and m not in directions and (measured is None or measured.isna().all()):
             continue
-        if not wide and m not in TABLE_METRICS and m not in directions and claimed is None:
+        if not wide and m not in TABLE_METRICS and m not in directions:
             continue
         if (
             not wide
@@ -174,6 +184,16 @@ def _display(
     headers = [header for header, _, _ in columns]
     rows = [list(row) for row in zip(*(cells for _, cells, _ in columns), strict=True)]
     return headers, rows, [right for _, _, right in columns]
+
+
+def _parsed(value: Any) -> Any:
+    """Table-valued axes are stored as JSON text; JSON output nests them as objects."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _axis_text(value: Any) -> str:
