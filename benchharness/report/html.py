@@ -42,6 +42,8 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ddd; padding-bottom: .2e
 table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: .85em; }
 th, td { border: 1px solid #ccc; padding: .25em .55em; text-align: left;
          vertical-align: top; }
+td { overflow-wrap: anywhere; max-width: 32em; }
+caption { text-align: left; font-weight: 600; padding: .2em 0; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.front td { background: #fdeeee; }
 .verdict-reproduced { color: #1a7f37; font-weight: 600; }
@@ -140,7 +142,7 @@ def _configurations_table(part: pd.DataFrame, axes: list[str]) -> str:
     metrics = [m for m in metrics if f"{m}_mean" in part.columns]
     extra = [c for c in ("p_front", "within_noise") if c in part.columns]
     head = ["#", "configuration", "n"]
-    scales = {m: axis_scale(m, part[f"{m}_mean"]) for m in metrics}
+    scales = {m: axis_scale(m, part[f"{m}_mean"], allow_log=False) for m in metrics}
     head += [scales[m].label for m in metrics] + ["on front"] + extra
     rows = []
     for number, (_, row) in enumerate(part.iterrows(), start=1):
@@ -258,13 +260,19 @@ def _pm(mean: Any, se: Any, scale: float) -> str:
 def _plain(value: Any) -> str:
     if _missing(value):
         return ""
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, dict) and not isinstance(value.get("name"), str):
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items())
     if isinstance(value, dict | list):
         return short(value)
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
     if isinstance(value, str) and value[:1] in "{[":
         try:
-            return short(json.loads(value))
+            return _plain(json.loads(value))
         except ValueError:
             return value
     if hasattr(value, "item") and not isinstance(value, str):

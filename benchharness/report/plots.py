@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -35,12 +36,16 @@ class AxisScale:
         self.label, self.scale, self.log = label, scale, log
 
 
-def axis_scale(metric: str, values: Iterable[float]) -> AxisScale:
-    """Axis label with its unit, the scale factor and log/linear for ``metric``'s values."""
+def axis_scale(metric: str, values: Iterable[float], *, allow_log: bool = True) -> AxisScale:
+    """Axis label with its unit, the scale factor and log/linear for ``metric``'s values
+    (never log with ``allow_log=False``: units for a table)."""
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     positive = [v for v in finite if v > 0]
     spans = (
-        bool(positive) and len(positive) == len(finite) and max(positive) >= _DECADE * min(positive)
+        allow_log
+        and bool(positive)
+        and len(positive) == len(finite)
+        and max(positive) >= _DECADE * min(positive)
     )
     peak = max((abs(v) for v in finite), default=0.0)
     if metric in ("test_accuracy", "dense_test_accuracy"):
@@ -150,7 +155,7 @@ def _front_panel(
     ax: Any, summary: pd.DataFrame, x_metric: str, y_metric: str, numbers: pd.Series
 ) -> None:
     x, y = summary[f"{x_metric}_mean"].astype(float), summary[f"{y_metric}_mean"].astype(float)
-    keep = x.notna() & y.notna()
+    keep = np.isfinite(x) & np.isfinite(y)
     rows = summary[keep]
     x, y = x[keep], y[keep]
     xs, ys = axis_scale(x_metric, x), axis_scale(y_metric, y)
