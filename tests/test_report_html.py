@@ -152,6 +152,16 @@ def test_html_escapes_text_from_the_database(tmp_path: Path) -> None:
     assert "&lt;img src=x onerror=alert(2)&gt;" in text
 
 
+def test_html_to_an_unwritable_place_is_a_one_line_error(lc_db: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    target = blocker / "report.html"
+    result = CliRunner().invoke(app, ["report", "--db", str(lc_db), "--html", str(target)])
+    assert result.exit_code == 2
+    assert f"--html: cannot write {target}" in result.output
+    assert "Traceback" not in result.output and not target.exists()
+
+
 def _pixels_near(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 12) -> int:
     rgb = np.asarray(image.convert("RGB"), dtype=int)
     return int((np.abs(rgb - np.array(colour)) <= tolerance).all(axis=-1).sum())
