@@ -182,7 +182,11 @@ def test_objective_parsing() -> None:
         ("size_bits", False),
         ("latency_b1_p90_ms", False),
     ]
-    assert [str(o) for o in parse_objectives(None)] == ["test_accuracy:max", "flops:min"]
+    assert [str(o) for o in parse_objectives(None)] == [
+        "test_accuracy:max",
+        "flops_effective:min",
+        "size_bits:min",
+    ]
     for alias, metric in [
         ("loss", "test_loss"),
         ("bits", "size_bits"),
@@ -268,9 +272,13 @@ def test_front_is_per_spec(store: Store) -> None:
 
 def test_pareto_needs_values_for_each_objective(store: Store) -> None:
     store.save(make_record("a", "a", metrics={"test_accuracy": 0.5}))
-    assert not summarize(store)["on_front"].any()  # no flops: nobody can be placed
+    both = "accuracy:max,flops:min"
+    assert not summarize(store, objectives=both)["on_front"].any()  # no flops: nobody placed
     with pytest.raises(BenchError, match="flops:min has no values"):
-        summarize(store, pareto=True)
+        summarize(store, objectives=both, pareto=True)
+    # the default objectives keep only those the runs measured
+    default = summarize(store, pareto=True)
+    assert default.attrs["objectives"] == ["test_accuracy:max"] and default["on_front"].all()
     assert summarize(store, objectives="accuracy:max", pareto=True)["on_front"].all()
 
 
@@ -421,7 +429,14 @@ def test_render_csv(summary: pd.DataFrame) -> None:
 
 
 def test_render_table_and_markdown(summary: pd.DataFrame) -> None:
-    table = render(summary, "table")
+    # by default: axes, n, accuracy, the objectives (no effective FLOPs measured here:
+    # accuracy and size) and the claims of the columns shown; the rest with wide
+    narrow = render(summary, "table").splitlines()[0]
+    for label in ("model.width", "opt.name", "n", "accuracy (%) ↑", "claimed accuracy (%)"):
+        assert label in narrow, label
+    assert "size (KiB) ↓" in narrow
+    assert "FLOPs" not in narrow and "latency" not in narrow
+    table = render(summary, "table", wide=True)
     lines = table.splitlines()
     header = lines[0]
     for label in (
@@ -430,7 +445,7 @@ def test_render_table_and_markdown(summary: pd.DataFrame) -> None:
         "n",
         "accuracy (%) ↑",
         "claimed accuracy (%)",
-        "FLOPs (M) ↓",
+        "FLOPs (M)",
         "size (KiB)",
         "latency b1 median (ms)",
     ):

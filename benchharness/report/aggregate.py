@@ -68,6 +68,9 @@ def summarize(
     objective_metrics = [o.metric for o in chosen]
     candidates = None if metrics is None else [*objective_metrics, *metrics, *claim_metrics]
     measured = measured_metrics(store, where, params, extras, candidates)
+    if objectives is None:  # the defaults the runs have values for (e.g. no sizes measured)
+        chosen = [o for o in chosen if o.metric in measured] or chosen
+        objective_metrics = [o.metric for o in chosen]
     metrics = objective_metrics + [m for m in measured if m not in objective_metrics]
     axes = axes_of(store, where, params)
     if pareto:
