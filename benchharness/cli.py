@@ -249,6 +249,13 @@ def report(
         bool,
         typer.Option("--noise", help="add P(on front) under seed noise and 'within noise' marks"),
     ] = False,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            "--against",
+            help="compare the fronts with another database: hypervolume, entered/left",
+        ),
+    ] = None,
 ) -> None:
     """Results grouped by configuration over seeds (mean ± SE, n), Pareto front in SQL."""
     from benchharness import report as reporting
@@ -276,6 +283,14 @@ def report(
         from benchharness.report.compare import compare as compare_configs
 
         found = compare_configs(store, *compare, spec=spec, objectives=parsed)
+        typer.echo(reporting.render(found, fmt))
+        return
+    if against is not None:
+        from benchharness.report.against import against as against_front
+
+        if not against.exists():
+            raise BenchError(f"--against: no results database at {against}")
+        found = against_front(store, Store(against), spec=spec, objectives=parsed)
         typer.echo(reporting.render(found, fmt))
         return
     if claims:
