@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from benchharness import report
 from benchharness.cli import app
 from benchharness.records import CurvePoint, RunRecord
+from benchharness.report.claims import claims_table
 from benchharness.report.html import write_html
 from benchharness.report.plots import FRONT_COLOR
 from benchharness.store import Store
@@ -125,10 +126,16 @@ def test_html_is_self_contained_with_every_section(lc_html: Path, lc_db: Path) -
     for column in ("hostname", "cpu", "device", "torch_version", "package_version"):
         assert all(str(runs[column].iloc[0]) in row for row in provenance)
     assert sum(int(r[header.index("runs")]) for r in provenance) == len(runs)
-    if hasattr(report, "claims_table"):
-        claims = report.claims_table(store)
-        verdicts = [str(v) for v in claims["verdict"]]
-        assert verdicts and all(f">{v}<" in text for v in verdicts)
+    claims = claims_table(store)
+    assert len(claims) == 1  # the spec's one claim, on the LC configuration
+    lc = summary[summary["optimizer"].str.contains('"lc"')].iloc[0]
+    claim_rows = [r for r in parsed.rows if "90 ± 1" in r]  # 0.9 ± 0.01 in percent
+    assert len(claim_rows) == 1
+    (row,) = claim_rows
+    assert row[0] == "optimizer=lc(mu0=0.001, mu_growth=2.0)"
+    assert row[3] == f"{100 * lc['test_accuracy_mean']:.4g} ± {100 * lc['test_accuracy_se']:.2g}"
+    assert row[4] == "2"
+    assert row[6] == claims["verdict"].iloc[0] != ""
 
 
 def test_html_escapes_text_from_the_database(tmp_path: Path) -> None:

@@ -24,8 +24,11 @@ import pandas as pd
 from benchharness.errors import BenchError
 from benchharness.keypaths import short
 from benchharness.records import PROVENANCE_COLUMNS
+from benchharness.report.aggregate import summarize
+from benchharness.report.claims import claims_table
 from benchharness.report.curve_plots import curve_figures
 from benchharness.report.curves import curve_summary
+from benchharness.report.noise import noisy_front
 from benchharness.report.plots import (
     axis_scale,
     config_labels,
@@ -43,6 +46,7 @@ table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: .85em; }
 th, td { border: 1px solid #ccc; padding: .25em .55em; text-align: left;
          vertical-align: top; }
 td { overflow-wrap: anywhere; max-width: 32em; }
+td.num { overflow-wrap: normal; white-space: nowrap; }
 caption { text-align: left; font-weight: 600; padding: .2em 0; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.front td { background: #fdeeee; }
@@ -62,12 +66,7 @@ def write_html(
     objectives: str | Sequence[str] | None = None,
 ) -> Path:
     """Write the report for the selected runs to ``path`` (replacing it atomically)."""
-    from benchharness import report
-
-    summary = report.summarize(store, spec=spec, objectives=objectives)
-    noisy_front = getattr(report, "noisy_front", None)  # P(on the front) under seed noise
-    if noisy_front is not None:
-        summary = noisy_front(store, summary)
+    summary = noisy_front(store, summarize(store, spec=spec, objectives=objectives))
     text = render_html(store, summary, spec=spec)
     target = Path(path)
     partial = target.with_name(f".{target.name}.partial")
@@ -86,7 +85,7 @@ def render_html(
     """The report page for a ``summarize`` result (and the curves, claims and provenance
     of the same runs) as one HTML document."""
     curves = curve_summary(store, spec=spec)
-    claims = _claims(store, summary, spec)
+    claims = claims_table(store, spec=spec)
     axes = list(summary.attrs.get("axes", []))
     body = [
         "<h1>benchharness report</h1>",
@@ -101,8 +100,8 @@ def render_html(
         body.append(f"<h2>{_e(spec_name)}{' (quick)' if quick else ''}</h2>")
         body.append(_front_section(part, stem))
         body.append(_configurations_table(part, axes))
-        mine = claims[(claims["spec_name"] == spec_name) & (claims["quick"] == quick)]
-        body.append(_claims_section(mine))
+        of_group = claims["quick"].isna() | (claims["quick"] == quick)  # NA: "not run"
+        body.append(_claims_section(claims[(claims["spec_name"] == spec_name) & of_group], part))
         for name, fig in curve_figures(curves, part):
             caption = f"Curves {name}: mean over seeds, band ± 1 SE (where n > 1)."
             body.append(_figure(fig, caption))
@@ -140,10 +139,11 @@ def _configurations_table(part: pd.DataFrame, axes: list[str]) -> str:
     labels = config_labels(part, axes)
     metrics = [str(o).rpartition(":")[0] for o in part.attrs.get("objectives", [])]
     metrics = [m for m in metrics if f"{m}_mean" in part.columns]
-    extra = [c for c in ("p_front", "within_noise") if c in part.columns]
+    extra = [c for c in ("p_front", "dominance") if c in part.columns]
     head = ["#", "configuration", "n"]
     scales = {m: axis_scale(m, part[f"{m}_mean"], allow_log=False) for m in metrics}
-    head += [scales[m].label for m in metrics] + ["on front"] + extra
+    head += [scales[m].label for m in metrics] + ["on front"]
+    head += [{"p_front": "P(on front) under seed noise"}.get(c, c) for c in extra]
     rows = []
     for number, (_, row) in enumerate(part.iterrows(), start=1):
         cells = [_td(number, True), _td(labels[str(row["config_id"])]), _td(row["n"], True)]
@@ -151,55 +151,36 @@ def _configurations_table(part: pd.DataFrame, axes: list[str]) -> str:
             scale = scales[m].scale
             cells.append(_td(_pm(row[f"{m}_mean"], row.get(f"{m}_se"), scale), True))
         cells.append(_td("yes" if _true(row.get("on_front")) else ""))
-        cells += [_td(_plain(row[c]), True) for c in extra]
+        cells += [_td(_plain(row[c]), c == "p_front") for c in extra]
         front = " class='front'" if _true(row.get("on_front")) else ""
         rows.append(f"<tr{front}>{''.join(cells)}</tr>")
     return _table(head, rows, "Configurations")
 
 
-def _claims(store: Store, summary: pd.DataFrame, spec: Any) -> pd.DataFrame:
-    """The reports' claims table (with verdicts); without it, the claimed values that
-    ``summarize`` puts beside the measured ones."""
-    from benchharness import report
-
-    claims_table = getattr(report, "claims_table", None)
-    if claims_table is not None:
-        return claims_table(store, spec=spec)
-    rows = []
-    for _, part in groups(summary):
-        labels = config_labels(part, list(summary.attrs.get("axes", [])))
-        for column in (c for c in part.columns if c.startswith("claimed_")):
-            metric = column[len("claimed_") :]
-            if metric.endswith("_se") or f"{column}_se" not in part.columns:
-                continue
-            for _, row in part[part[column].notna()].iterrows():
-                rows.append(
-                    {
-                        "spec_name": row["spec_name"], "quick": row["quick"],
-                        "configuration": labels[str(row["config_id"])], "metric": metric,
-                        "claimed": row[column], "claimed_se": row[f"{column}_se"],
-                        "n": row["n"], "mean": row.get(f"{metric}_mean"),
-                        "se": row.get(f"{metric}_se"),
-                    }
-                )  # fmt: skip
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["spec_name", "quick"])
-
-
-def _claims_section(claims: pd.DataFrame) -> str:
+def _claims_section(claims: pd.DataFrame, part: pd.DataFrame) -> str:
+    """Each claim beside the measured mean ± SE of its configuration, with the verdict."""
     if claims.empty:
         return "<p class='note'>No published claims for this spec.</p>"
-    columns = [c for c in claims.columns if c not in ("spec_name", "quick")]
+    labels = config_labels(part, list(part.attrs.get("axes", [])))
+    head = ["configuration", "metric", "claimed", "measured", "n", "z", "verdict", "source"]
     rows = []
     for _, row in claims.iterrows():
-        cells = []
-        for column in columns:
-            value = row[column]
-            if column == "verdict":
-                cells.append(f"<td class='{_verdict_class(value)}'>{_e(_plain(value))}</td>")
-            else:
-                cells.append(_td(_plain(value), _is_number(value)))
+        unit = axis_scale(row["metric"], [row["claimed"]], allow_log=False)
+        config = row["config_id"]
+        where = labels.get(str(config), _plain(row["match"])) if not _missing(config) else ""
+        cells = [
+            _td(where or _plain(row["match"])),
+            _td(unit.label),
+            _td(_pm(row["claimed"], row["claimed_se"], unit.scale), True),
+            _td(_pm(row["mean"], row["se"], unit.scale), True),
+            _td(row["n"], True),
+            _td("" if _missing(row["z"]) else f"{float(row['z']):+.1f}", True),
+            f"<td class='{_verdict_class(row['verdict'])}'>{_e(_plain(row['verdict']))}</td>",
+            _td(row["source"]),
+        ]
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    return _table([c.replace("_", " ") for c in columns], rows, "Claims vs measured")
+    caption = "Claims vs measured (z: difference in combined standard errors)"
+    return _table(head, rows, caption)
 
 
 def _provenance_section(store: Store, spec: str | Sequence[str] | None) -> str:
