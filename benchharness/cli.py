@@ -249,6 +249,10 @@ def report(
         bool,
         typer.Option("--noise", help="add P(on front) under seed noise and 'within noise' marks"),
     ] = False,
+    curves: Annotated[
+        bool,
+        typer.Option("--curves", help="per-epoch curves: mean ± SE over seeds per configuration"),
+    ] = False,
     against: Annotated[
         Path | None,
         typer.Option(
@@ -284,6 +288,11 @@ def report(
 
         found = compare_configs(store, *compare, spec=spec, objectives=parsed)
         typer.echo(reporting.render(found, fmt))
+        return
+    if curves:
+        from benchharness.report.curves import curve_summary
+
+        typer.echo(reporting.render(curve_summary(store, spec=spec), fmt))
         return
     if against is not None:
         from benchharness.report.against import against as against_front

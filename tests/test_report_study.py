@@ -139,3 +139,17 @@ def test_cli_outputs(db: Path) -> None:
         assert (row["dominance"] == "front") == row["on_front"]
     again = json.loads(bench("report", "--db", db, "--noise", "--format", "json"))
     assert [r["p_front"] for r in again] == [r["p_front"] for r in noisy]  # seeded
+
+
+def test_curves_text(db: Path) -> None:
+    rows = json.loads(bench("report", "--db", db, "--curves", "--format", "json"))
+    accuracy = [r for r in rows if r["name"] == "test_accuracy" and r["phase"] == "train"]
+    assert len(accuracy) == 10 and {r["step"] for r in accuracy} == {1}  # one epoch
+    assert sum(r["n"] for r in accuracy) == 14
+    raw = Store(db).query(
+        """SELECT r.config_id, avg(c.value) AS mean FROM curves c JOIN runs r USING (job_id)
+           WHERE c.name = 'test_accuracy' AND c.phase = 'train' GROUP BY r.config_id"""
+    )
+    expected = dict(zip(raw["config_id"], raw["mean"], strict=True))
+    for r in accuracy:
+        assert r["mean"] == pytest.approx(expected[r["config_id"]])
