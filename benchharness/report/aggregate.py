@@ -12,12 +12,12 @@ from benchharness.report.columns import (
     NUMBER_TYPES,
     PATH_OF_KEY,
     axes_of,
-    claim_metrics_of,
     filter_sql,
     json_key,
     measured_metrics,
     metric_expr,
     numeric_extras,
+    runs_and_claim_metrics,
     sql_str,
 )
 from benchharness.report.front import front_sql, mark_front
@@ -47,13 +47,12 @@ def summarize(
     """
     specs = [spec] if isinstance(spec, str) else list(spec or [])
     where, params = filter_sql(specs, include_quick)
-    count = store.query(f"SELECT count(*) AS n FROM runs WHERE {where}", params)
-    if int(count["n"].iloc[0]) == 0:
+    count, claim_metrics = runs_and_claim_metrics(store, where, params)
+    if count == 0:
         what = f" of spec {', '.join(specs)}" if specs else ""
         quick = "" if include_quick else " (quick runs excluded)"
         raise BenchError(f"no runs{what} in {store.path}{quick}")
 
-    claim_metrics = claim_metrics_of(store, where, params)
     try:  # the scan of `extra` for numeric metrics is needed only if something names one
         if metrics is None:
             raise BenchError("every metric")
