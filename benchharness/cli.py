@@ -317,7 +317,9 @@ def report(
         table = noisy_front(store, table)
         if pareto:
             table = table[table["dominance"] != "clear"]
-    typer.echo(reporting.render(table, fmt, wide=wide))
+    from benchharness.report.text import terminal_width
+
+    typer.echo(reporting.render(table, fmt, wide=wide, width=terminal_width()))
     if fmt in ("table", "markdown") and not pareto:
         from benchharness.report.claims import claims_table, render_claims
 

@@ -477,3 +477,16 @@ def test_render_unknown_format_and_sql(store: Store, summary: pd.DataFrame) -> N
     with pytest.raises(BenchError) as error:
         run_sql(store, "DELETE FROM runs")
     assert "\n" not in str(error.value) and "read-only" in str(error.value)
+
+
+def test_table_fits_the_width(summary: pd.DataFrame) -> None:
+    full = render(summary, "table")
+    narrow = render(summary, "table", width=60)
+    lines = narrow.splitlines()
+    assert lines[-1].endswith("more columns: --wide)") or lines[-1].endswith("column: --wide)")
+    assert all(len(line) <= 60 for line in lines[:-1])
+    dropped = int(lines[-1].strip("(").split()[0])
+    assert len(full.splitlines()[0].split("   ")) > len(lines[0].split("   "))
+    assert dropped >= 1 and "model.width" in lines[0]  # the axes stay, from the left
+    assert render(summary, "table", width=10_000) == full
+    assert render(summary, "table", wide=True, width=60) == render(summary, "table", wide=True)

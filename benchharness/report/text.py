@@ -19,7 +19,9 @@ FORMATS: tuple[str, ...] = ("table", "csv", "json", "markdown")
 TABLE_METRICS = ("test_accuracy", "compression_ratio")
 
 
-def render(df: pd.DataFrame, fmt: str = "table", *, wide: bool = False) -> str:
+def render(
+    df: pd.DataFrame, fmt: str = "table", *, wide: bool = False, width: int | None = None
+) -> str:
     """A summary (or any query result) as ``table``, ``csv``, ``json`` or ``markdown``
     (without a final newline: the caller prints it).
 
@@ -50,7 +52,32 @@ def render(df: pd.DataFrame, fmt: str = "table", *, wide: bool = False) -> str:
         return tabulate(
             rows, headers=headers, tablefmt="github", colalign=align, disable_numparse=True
         )
-    return _rich_table(headers, rows, numeric)
+    table = _rich_table(headers, rows, numeric)
+    if wide or not width:
+        return table
+    dropped = 0
+    while len(headers) - dropped > 3 and _longest(table) > width:
+        dropped += 1  # the rightmost columns are the least important ones
+        keep = len(headers) - dropped
+        table = _rich_table(headers[:keep], [r[:keep] for r in rows], numeric[:keep])
+    if dropped:
+        table += f"\n({dropped} more column{'s' if dropped > 1 else ''}: --wide)"
+    return table
+
+
+def terminal_width() -> int | None:
+    """Columns of the terminal (or $COLUMNS) if output goes to one; None: no limit."""
+    import os
+    import shutil
+    import sys
+
+    if os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def _longest(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
 
 
 def _rich_table(headers: list[str], rows: list[list[str]], numeric: list[bool]) -> str:
