@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import math
@@ -12,6 +11,7 @@ import pandas as pd
 
 from benchharness.errors import BenchError
 from benchharness.keypaths import short
+from benchharness.report.units import Unit, plus_minus, unit_for
 
 FORMATS: tuple[str, ...] = ("table", "csv", "json", "markdown")
 
@@ -95,44 +95,6 @@ def _rich_table(headers: list[str], rows: list[list[str]], numeric: list[bool]) 
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
 
-@dataclasses.dataclass(frozen=True)
-class _Unit:
-    label: str
-    scale: float = 1.0  # displayed = value * scale
-    decimals: int | None = None  # None: about four significant digits
-
-
-def _unit(metric: str, values: pd.Series) -> _Unit:
-    peak = values.abs().max(skipna=True) if len(values) else float("nan")
-    peak = 0.0 if pd.isna(peak) else float(peak)
-    pretty = metric.replace("_", " ")
-    if metric == "test_accuracy":
-        return _Unit("accuracy (%)", 100.0, 2)
-    if metric == "test_loss":
-        return _Unit("loss")
-    if metric in ("params", "flops", "flops_effective", "input_values"):
-        label = {"flops": "FLOPs", "flops_effective": "eff. FLOPs"}.get(metric, pretty)
-        for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-            if peak >= factor:
-                return _Unit(f"{label} ({prefix})", 1 / factor)
-        return _Unit(label, 1.0)
-    if metric == "size_bits":
-        if peak >= 8 * 1024 * 1024:
-            return _Unit("size (MiB)", 1 / (8 * 1024 * 1024))
-        if peak >= 8 * 1024:
-            return _Unit("size (KiB)", 1 / (8 * 1024))
-        return _Unit("size (bits)", 1.0, 0)
-    if metric in ("compression_ratio", "input_ratio"):
-        return _Unit(f"{'ratio' if metric == 'compression_ratio' else pretty} (×)")
-    if metric.startswith("latency_") and metric.endswith("_ms"):
-        return _Unit(f"{pretty[: -len(' ms')]} (ms)")
-    if metric == "train_seconds":
-        return _Unit("train time (s)")
-    if metric == "latency_batch_size":
-        return _Unit("batch size", 1.0, 0)
-    return _Unit(pretty)
-
-
 def _display(
     df: pd.DataFrame, *, wide: bool = False
 ) -> tuple[list[str], list[list[str]], list[bool]]:
@@ -201,7 +163,7 @@ def _display(
         ):
             continue  # nothing compressed: identical to the dense FLOPs column
         present = [s for s in (measured, claimed) if s is not None]
-        unit = _unit(m, pd.concat(present))
+        unit = unit_for(m, pd.concat(present))
         if measured is not None:
             cells = _pm_column(measured, df.get(f"{m}_se"), unit)
             columns.append((unit.label + directions.get(m, ""), cells, True))
@@ -233,37 +195,13 @@ def _axis_text(value: Any) -> str:
     return _plain(value)
 
 
-def _pm_column(means: pd.Series, ses: pd.Series | None, unit: _Unit) -> list[str]:
+def _pm_column(means: pd.Series, ses: pd.Series | None, unit: Unit) -> list[str]:
     ses_list = [None] * len(means) if ses is None else list(ses)
-    return [_pm(mean, se, unit) for mean, se in zip(means, ses_list, strict=True)]
+    return [plus_minus(mean, se, unit) for mean, se in zip(means, ses_list, strict=True)]
 
 
 def _is_number(column: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-
-
-def _pm(mean: Any, se: Any, unit: _Unit) -> str:
-    if _missing(mean):
-        return ""
-    mean = float(mean) * unit.scale
-    se = None if _missing(se) else float(se) * unit.scale
-    decimals = unit.decimals if unit.decimals is not None else _decimals(mean, 4)
-    if se is not None and unit.decimals is None and se > 0:
-        decimals = max(decimals, min(_decimals(se, 2), 6))
-    text = _fixed(mean, decimals)
-    return text if se is None else f"{text} ± {_fixed(se, decimals)}"
-
-
-def _decimals(value: float, significant: int) -> int:
-    if not math.isfinite(value) or value == 0:
-        return 2
-    return max(0, min(6, significant - 1 - math.floor(math.log10(abs(value)))))
-
-
-def _fixed(value: float, decimals: int) -> str:
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:,.{decimals}f}"
 
 
 def _plain(value: Any) -> str:
