@@ -56,7 +56,7 @@ def build(path: Path, runs: int) -> Store:
     return store
 
 
-def timed(store: Store, objectives: str) -> tuple[float, int]:
+def seconds_for(store: Store, objectives: str) -> tuple[float, int]:
     start = time.perf_counter()
     df = report.summarize(
         store,
@@ -83,8 +83,8 @@ def main() -> None:
             "accuracy:max,flops_effective:min",
             "accuracy:max,flops_effective:min,size:min",
         ):
-            timed(store, objectives)  # warm: the schema check and the OS file cache
-            best = min(timed(store, objectives) for _ in range(3))
+            seconds_for(store, objectives)  # warm: the schema check and the OS file cache
+            best = min(seconds_for(store, objectives) for _ in range(3))
             print(f"{runs:>8} {runs // SEEDS:>8} {objectives:>40} {best[0]:>8.3f} {best[1]:>6}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak:.0f} MiB")
