@@ -490,3 +490,30 @@ def test_table_fits_the_width(summary: pd.DataFrame) -> None:
     assert dropped >= 1 and "model.width" in lines[0]  # the axes stay, from the left
     assert render(summary, "table", width=10_000) == full
     assert render(summary, "table", wide=True, width=60) == render(summary, "table", wide=True)
+
+
+def test_realised_and_simulated_savings_are_shown(store: Store) -> None:
+    for cid, ratio, realised in [("dense", 1.0, True), ("masked", 4.0, False), ("csr", 3.0, True)]:
+        store.save(
+            make_record(
+                cid,
+                cid,
+                axes={"c": cid},
+                metrics={
+                    "test_accuracy": 0.9,
+                    "compression_ratio": ratio,
+                    "compression_realised": realised,
+                },
+            )
+        )
+    df = summarize(store)
+    assert dict(zip(df["config_id"], df["realised"], strict=True)) == {
+        "csr": True,
+        "dense": True,
+        "masked": False,
+    }
+    lines = render(df, "table").splitlines()
+    assert "saving" in lines[0]
+    cells = {name: next(row for row in lines[2:] if name in row.split()) for name in df["c"]}
+    assert "realised" in cells["csr"] and "simulated" in cells["masked"]
+    assert "realised" not in cells["dense"] and "simulated" not in cells["dense"]
