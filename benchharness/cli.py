@@ -249,6 +249,13 @@ def report(
         bool,
         typer.Option("--noise", help="add P(on front) under seed noise and 'within noise' marks"),
     ] = False,
+    replicate_axes: Annotated[
+        str | None,
+        typer.Option(
+            "--replicate-axes",
+            help="axes treated like seeds when grouping, e.g. compressor.draw (comma-separated)",
+        ),
+    ] = None,
     curves: Annotated[
         bool,
         typer.Option("--curves", help="per-epoch curves: mean ± SE over seeds per configuration"),
@@ -309,7 +316,12 @@ def report(
         return
     shown = None if wide or fmt in ("csv", "json") else list(reporting.TABLE_METRICS)
     table = reporting.summarize(
-        store, spec=spec, objectives=parsed, pareto=pareto and not noise, metrics=shown
+        store,
+        spec=spec,
+        objectives=parsed,
+        pareto=pareto and not noise,
+        metrics=shown,
+        replicate_axes=[a.strip() for a in (replicate_axes or "").split(",") if a.strip()],
     )
     if noise:
         from benchharness.report.noise import noisy_front

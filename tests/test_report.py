@@ -517,3 +517,31 @@ def test_realised_and_simulated_savings_are_shown(store: Store) -> None:
     cells = {name: next(row for row in lines[2:] if name in row.split()) for name in df["c"]}
     assert "realised" in cells["csr"] and "simulated" in cells["masked"]
     assert "realised" not in cells["dense"] and "simulated" not in cells["dense"]
+
+
+def test_replicate_axes_are_grouped_like_seeds(store: Store) -> None:
+    values = {}
+    for w in (1, 2):
+        for draw in range(3):
+            for seed in range(2):
+                accuracy = 0.5 + 0.1 * w + 0.01 * draw + 0.001 * seed
+                values.setdefault(w, []).append(accuracy)
+                store.save(
+                    make_record(
+                        f"w{w}-d{draw}-s{seed}",
+                        f"w{w}-d{draw}",
+                        seed=seed,
+                        axes={"w": w, "compressor.draw": draw},
+                        metrics={"test_accuracy": accuracy},
+                    )
+                )
+    assert len(summarize(store)) == 6
+    df = summarize(store, replicate_axes=["compressor.draw"])
+    assert list(df["w"]) == [1, 2] and list(df["n"]) == [6, 6]
+    assert "compressor.draw" not in df.columns and df.attrs["axes"] == ["w"]
+    assert list(df["config_id"]) == ["w1-d0", "w2-d0"]
+    for w, row in zip((1, 2), df.itertuples(), strict=True):
+        assert row.test_accuracy_mean == pytest.approx(np.mean(values[w]))
+        assert row.test_accuracy_se == pytest.approx(np.std(values[w], ddof=1) / math.sqrt(6))
+    with pytest.raises(BenchError, match="--replicate-axes: no axis draw"):
+        summarize(store, replicate_axes=["draw"])

@@ -33,6 +33,7 @@ def summarize(
     pareto: bool = False,
     include_quick: bool = True,
     metrics: Sequence[str] | None = None,
+    replicate_axes: Sequence[str] = (),
 ) -> pd.DataFrame:
     """One row per (spec_name, config_id, quick): the axis values, ``n`` completed runs,
     ``<metric>_mean`` and ``<metric>_se`` (sample stddev / sqrt(n); NULL for n = 1) for
@@ -44,6 +45,10 @@ def summarize(
 
     ``metrics`` limits the aggregated metrics to these (plus the objectives and the
     claimed metrics), which is what makes a report over many runs fast; None: all.
+
+    ``replicate_axes`` (e.g. ``["compressor.draw"]``) are treated like seeds: configurations
+    that differ only in them form one row (``n`` counts all their runs; ``config_id`` is
+    the smallest of theirs; the replicate axes' columns are left out).
     """
     specs = [spec] if isinstance(spec, str) else list(spec or [])
     where, params = filter_sql(specs, include_quick)
@@ -72,6 +77,12 @@ def summarize(
         objective_metrics = [o.metric for o in chosen]
     metrics = objective_metrics + [m for m in measured if m not in objective_metrics]
     axes = axes_of(store, where, params)
+    unknown = [a for a in replicate_axes if a not in {name for name, _ in axes}]
+    if unknown:
+        raise BenchError(
+            f"--replicate-axes: no axis {', '.join(unknown)} in the selected runs; axes: "
+            + ", ".join(name for name, _ in axes)
+        )
     if pareto:
         missing = [str(o) for o in chosen if o.metric not in measured]
         if missing:
@@ -80,7 +91,8 @@ def summarize(
                 " choose others with --objectives"
             )
 
-    sql = summary_sql(axes, metrics, extras, chosen, claim_metrics, where)
+    sql = summary_sql(axes, metrics, extras, chosen, claim_metrics, where, replicate_axes)
+    axes = [(name, column) for name, column in axes if name not in replicate_axes]
     if pareto:
         first = chosen[0]
         order = f"{quote_ident(first.metric + '_mean')} {'DESC' if first.maximize else 'ASC'}"
@@ -114,14 +126,23 @@ def summary_sql(
     chosen: list[Objective],
     claim_metrics: dict[str, list[str]],
     where: str,
+    replicate_axes: Sequence[str] = (),
 ) -> str:
     q = quote_ident
     done = "status = 'completed'"
 
-    axis_cols = []
+    axis_cols, key_parts = [], []
     for name, column in axes:
         source = q(column) if column else f"axes->>'{sql_str('$.' + json_key(name))}'"
+        if name in replicate_axes:
+            continue
         axis_cols.append(f"any_value({source}) AS {q(name)}")
+        key_parts.append(f"coalesce(CAST({source} AS VARCHAR), chr(0))")
+    if replicate_axes:  # one group per value of the other axes
+        group_by = f"spec_name, quick, concat_ws(chr(31), '', {', '.join(key_parts)})"
+        config_id = "min(config_id) AS config_id"
+    else:
+        group_by, config_id = "spec_name, config_id, quick", "config_id"
     metric_cols = []
     for m in metrics:
         value = metric_expr(m, extras)
@@ -133,7 +154,7 @@ def summary_sql(
     grouped = ",\n       ".join(
         [
             "spec_name",
-            "config_id",
+            config_id,
             "quick",
             *axis_cols,
             f"count(*) FILTER (WHERE {done}) AS n",
@@ -156,7 +177,7 @@ def summary_sql(
     claim_select = "".join(f", c.{q(name)}" for name in claim_names)
     claim_pivot = ",\n       ".join(["spec_name", "config_id", "quick", *claim_cols])
 
-    keep = [q(name) for name, _ in axes] + ["n", "failed", "realised"]
+    keep = [q(name) for name, _ in axes if name not in replicate_axes] + ["n", "failed", "realised"]
     for m in metrics:
         keep += [q(m + "_mean"), q(m + "_se")]
     keep_sql = ", ".join(f"f.{col}" for col in keep)
@@ -165,7 +186,7 @@ def summary_sql(
 WITH agg AS (
   SELECT {grouped}
   FROM runs WHERE {where}
-  GROUP BY spec_name, config_id, quick
+  GROUP BY {group_by}
 ),
 front AS (
 {front_sql("agg", chosen)}
