@@ -18,6 +18,7 @@ from matplotlib.colors import to_hex
 from matplotlib.container import ErrorbarContainer
 from PIL import Image
 from report_studies import lc_study
+from report_study import quick_study_db
 from typer.testing import CliRunner
 
 from benchharness import report
@@ -25,7 +26,7 @@ from benchharness.cli import app
 from benchharness.errors import BenchError
 from benchharness.report.curve_plots import curve_figures
 from benchharness.report.curves import CURVE_NAMES, curve_summary
-from benchharness.report.plots import FRONT_COLOR, config_labels, front_figure
+from benchharness.report.plots import FRONT_COLOR, config_labels, front_figure, front_figures
 from benchharness.store import Store
 
 
@@ -163,6 +164,9 @@ def test_curve_summary_is_mean_and_se_over_seeds(lc_db: Path) -> None:
     assert (merged["n"] == 2).all() and (merged["n_sql"] == 2).all()
     assert np.allclose(merged["mean"], merged["mean_sql"])
     assert np.allclose(merged["se"], merged["se_sql"])
+    assert curve_summary(store, spec="report_lc_digits").equals(curve_summary(store))
+    assert curve_summary(store, spec="another_spec").empty
+    assert curve_summary(store, include_quick=False).equals(curve_summary(store))
 
 
 def test_curve_figures_lines_and_se_bands_per_configuration(lc_db: Path) -> None:
@@ -240,3 +244,47 @@ def test_bench_startup_does_not_import_matplotlib() -> None:
     code = "import sys, benchharness.cli, benchharness.report; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------- the shared quick mnist study
+
+
+@pytest.fixture(scope="session")
+def quick_db(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    return quick_study_db(tmp_path_factory, data_dir)
+
+
+def test_plots_of_the_quick_mnist_study(quick_db: Path) -> None:
+    store = Store(quick_db)
+    summary = report.summarize(store, spec="mnist_width_dct")
+    # the study: 3 widths × 3 ratios + the reference, seed 0; seed 1 of width 0.5 (3
+    # configurations) and of the reference
+    assert len(summary) == 10
+    twice = summary["n"] == 2
+    assert twice.sum() == 4 and (summary.loc[~twice, "n"] == 1).all()
+    figures = dict(front_figures(summary))
+    assert list(figures) == ["front-mnist_width_dct-quick"]
+    fig = figures["front-mnist_width_dct-quick"]
+    costs = [o.rpartition(":")[0] for o in summary.attrs["objectives"][1:]]
+    assert len(fig.axes) == len(costs) >= 1
+    front = summary["on_front"].astype(bool)
+    for ax, cost in zip(fig.axes, costs, strict=True):
+        (bars,) = _errorbars(ax)  # error bars for the n = 2 configurations only
+        y_bars = bars.lines[2][1].get_segments()
+        assert len(y_bars) == 4
+        expected = sorted(100 * summary.loc[twice, "test_accuracy_mean"])
+        assert np.allclose(sorted(s[:, 1].mean() for s in y_bars), expected)
+        (line,) = _front_line(ax)
+        assert len(line.get_xdata()) == front.sum() >= 1
+        (dominated,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert len(dominated.get_offsets()) == (~front).sum()
+        assert [t.get_text() for t in ax.texts] == [str(i) for i in range(1, 11)]
+        assert ax.get_ylabel() == "test accuracy (%)" and ax.get_xlabel() != cost
+    key = {t.get_text().split("  ", 1)[1] for t in fig.legends[0].get_texts()}
+    widths_ratios = {
+        f"width={w}, ratio={r}" for w in ("0.5", "1", "2") for r in ("0.1", "0.3", "0.5")
+    }
+    assert key == widths_ratios | {"width=1, transform=none"}
+    curves = curve_summary(store, spec="mnist_width_dct")
+    assert curves["step"].max() == 1  # one epoch: a curve is a single point ...
+    assert curve_figures(curves, summary) == []  # ... and single-step phases are left out

@@ -37,7 +37,7 @@ def curve_summary(
     ]
     params: list = [list(names)]
     if specs:
-        clauses.append("r.spec.name IN (SELECT unnest(?::VARCHAR[]))")
+        clauses.append("r.spec_name IN (SELECT unnest(?::VARCHAR[]))")
         params.append(specs)
     if not include_quick:
         clauses.append("NOT r.quick")
