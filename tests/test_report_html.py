@@ -18,6 +18,7 @@ from headless_chromium import CHROMIUM, page_url, visit
 from matplotlib.colors import to_rgb
 from PIL import Image
 from report_studies import lc_study
+from report_study import quick_study_db
 from typer.testing import CliRunner
 
 from benchharness import report
@@ -136,6 +137,31 @@ def test_html_is_self_contained_with_every_section(lc_html: Path, lc_db: Path) -
     assert row[3] == f"{100 * lc['test_accuracy_mean']:.4g} ± {100 * lc['test_accuracy_se']:.2g}"
     assert row[4] == "2"
     assert row[6] == claims["verdict"].iloc[0] != ""
+
+
+def test_html_of_the_quick_mnist_study(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path, tmp_path: Path
+) -> None:
+    store = Store(quick_study_db(tmp_path_factory, data_dir))
+    text = write_html(store, tmp_path / "r.html", spec="mnist_width_dct").read_text("utf-8")
+    parsed = _parse(text)
+    assert len([a for t, a in parsed.tags if t == "img"]) == 1  # the front; 1-epoch curves
+    configs = [r for r in parsed.rows if r and r[0].isdigit()]
+    assert [int(r[0]) for r in configs] == list(range(1, 11))
+    assert sorted(int(r[2]) for r in configs) == [1] * 6 + [2] * 4
+    # the spec's six claims, each matching one configuration, in claims_table's order
+    claims = claims_table(store, spec="mnist_width_dct")
+    assert len(claims) == 6
+    units = ("test accuracy (%)", "train time (s)")
+    claim_rows = [r for r in parsed.rows if len(r) == 8 and r[1] in units]
+    assert [r[6] for r in claim_rows] == list(claims["verdict"])
+    assert sorted(r[0] for r in claim_rows) == sorted(
+        ["width=0.5, ratio=0.1", "width=0.5, ratio=0.3", "width=0.5, ratio=0.5",
+         "width=1, ratio=0.3", "width=1, ratio=0.3", "width=2, ratio=0.5"]
+    )  # fmt: skip
+    by_config = {r[0]: r for r in claim_rows if r[1] == "test accuracy (%)"}
+    assert by_config["width=0.5, ratio=0.3"][2] == "94.6 ± 0.15"  # 0.946 ± 0.0015
+    assert by_config["width=0.5, ratio=0.3"][4] == "2"  # two seeds of width 0.5
 
 
 def test_html_escapes_text_from_the_database(tmp_path: Path) -> None:
