@@ -9,6 +9,7 @@ piece of text from the database is escaped with :func:`html.escape`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import math
@@ -66,16 +67,19 @@ def write_html(
     objectives: str | Sequence[str] | None = None,
 ) -> Path:
     """Write the report for the selected runs to ``path`` (replacing it atomically)."""
-    summary = noisy_front(store, summarize(store, spec=spec, objectives=objectives))
-    text = render_html(store, summary, spec=spec)
     target = Path(path)
     partial = target.with_name(f".{target.name}.partial")
-    try:
+    try:  # fail before the work of rendering if the file cannot be written
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(text, encoding="utf-8")
+        partial.touch()
+        summary = noisy_front(store, summarize(store, spec=spec, objectives=objectives))
+        partial.write_text(render_html(store, summary, spec=spec), encoding="utf-8")
         partial.replace(target)
     except OSError as error:
         raise BenchError(f"--html: cannot write {target}: {error.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
     return target
 
 
