@@ -288,6 +288,8 @@ def report(
         return
     parsed = [o.strip() for o in objectives.split(",")] if objectives else None
     if plot is not None or html is not None:  # files instead of the table
+        if replicate_axes:
+            raise BenchError("--replicate-axes does not apply to --plot/--html yet")
         _write_report_files(store, plot, html, spec, parsed)
         return
     if compare is not None:
