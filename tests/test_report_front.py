@@ -69,3 +69,17 @@ def test_duckdb_window_front_matches_brute_force(trial: int) -> None:
         got = _sql_front(df, chosen)
         assert got.to_dict() == expected.to_dict(), maximize
         assert (mark_front(df, chosen).to_numpy() == expected.to_numpy()).all()
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_skyline_in_blocks_matches_brute_force(k: int) -> None:
+    """More points than one block, so the vectorised pre-filter of later blocks runs."""
+    rng = np.random.default_rng(k)
+    values = rng.integers(0, 40, size=(1500, k)).astype(float)
+    values[:, 1] -= values[:, 0]  # anti-correlated: a front of many points
+    beaten = (
+        (values[None, :, :] >= values[:, None, :]).all(axis=2)
+        & (values[None, :, :] > values[:, None, :]).any(axis=2)
+    ).any(axis=1)  # [i, j]: j dominates i
+    assert (pareto_mask(values) == ~beaten).all()
+    assert (~beaten).sum() > 10

@@ -9,7 +9,8 @@ every objective and strictly better on one; the front is the non-dominated ones.
   x) and one running-max window over x descending give both (:func:`front_sql`).
 * Three or more: a sort-filter skyline in numpy (:func:`pareto_mask`): after a
   lexicographic sort (best first) a point can only be dominated by an earlier one, and
-  only front points need checking (dominance is transitive).
+  only front points need checking (dominance is transitive); blocks of points are first
+  compared with the front found so far in one vectorised step.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from benchharness.report.objectives import Objective
 from benchharness.store import quote_ident
 
 GROUP = ("spec_name", "quick")
+_BLOCK = 512  # points compared at once with the front found so far
 
 
 def front_sql(source: str, chosen: Sequence[Objective]) -> str:
@@ -78,15 +80,21 @@ def pareto_mask(values: np.ndarray) -> np.ndarray:
     order = np.lexsort(points.T[::-1])[::-1]  # best first: by column 0, then 1, ...
     front: list[int] = []
     front_values = np.empty((0, points.shape[1]))
-    for i in order:
-        p = points[i]
-        if len(front):
-            ge = (front_values >= p).all(axis=1)
-            gt = (front_values > p).any(axis=1)
-            if (ge & gt).any():
-                continue
-        front.append(i)
-        front_values = np.vstack([front_values, p])
+    for start in range(0, len(order), _BLOCK):
+        block = order[start : start + _BLOCK]
+        if len(front):  # most points fall to the front so far: drop them in one go
+            p = points[block][:, None, :]
+            beaten = ((front_values >= p).all(axis=2) & (front_values > p).any(axis=2)).any(1)
+            block = block[~beaten]
+        for i in block:
+            p = points[i]
+            if len(front):
+                ge = (front_values >= p).all(axis=1)
+                gt = (front_values > p).any(axis=1)
+                if (ge & gt).any():
+                    continue
+            front.append(i)
+            front_values = np.vstack([front_values, p])
     mask[finite[front]] = True
     return mask
 
