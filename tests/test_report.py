@@ -182,7 +182,11 @@ def test_objective_parsing() -> None:
         ("size_bits", False),
         ("latency_b1_p90_ms", False),
     ]
-    assert [str(o) for o in parse_objectives(None)] == ["test_accuracy:max", "flops:min"]
+    assert [str(o) for o in parse_objectives(None)] == [
+        "test_accuracy:max",
+        "flops_effective:min",
+        "size_bits:min",
+    ]
     for alias, metric in [
         ("loss", "test_loss"),
         ("bits", "size_bits"),
@@ -268,9 +272,13 @@ def test_front_is_per_spec(store: Store) -> None:
 
 def test_pareto_needs_values_for_each_objective(store: Store) -> None:
     store.save(make_record("a", "a", metrics={"test_accuracy": 0.5}))
-    assert not summarize(store)["on_front"].any()  # no flops: nobody can be placed
+    both = "accuracy:max,flops:min"
+    assert not summarize(store, objectives=both)["on_front"].any()  # no flops: nobody placed
     with pytest.raises(BenchError, match="flops:min has no values"):
-        summarize(store, pareto=True)
+        summarize(store, objectives=both, pareto=True)
+    # the default objectives keep only those the runs measured
+    default = summarize(store, pareto=True)
+    assert default.attrs["objectives"] == ["test_accuracy:max"] and default["on_front"].all()
     assert summarize(store, objectives="accuracy:max", pareto=True)["on_front"].all()
 
 
@@ -421,7 +429,14 @@ def test_render_csv(summary: pd.DataFrame) -> None:
 
 
 def test_render_table_and_markdown(summary: pd.DataFrame) -> None:
-    table = render(summary, "table")
+    # by default: axes, n, accuracy, the objectives (no effective FLOPs measured here:
+    # accuracy and size) and the claims of the columns shown; the rest with wide
+    narrow = render(summary, "table").splitlines()[0]
+    for label in ("model.width", "opt.name", "n", "accuracy (%) ↑", "claimed accuracy (%)"):
+        assert label in narrow, label
+    assert "size (KiB) ↓" in narrow
+    assert "FLOPs" not in narrow and "latency" not in narrow
+    table = render(summary, "table", wide=True)
     lines = table.splitlines()
     header = lines[0]
     for label in (
@@ -430,7 +445,7 @@ def test_render_table_and_markdown(summary: pd.DataFrame) -> None:
         "n",
         "accuracy (%) ↑",
         "claimed accuracy (%)",
-        "FLOPs (M) ↓",
+        "FLOPs (M)",
         "size (KiB)",
         "latency b1 median (ms)",
     ):
@@ -462,3 +477,71 @@ def test_render_unknown_format_and_sql(store: Store, summary: pd.DataFrame) -> N
     with pytest.raises(BenchError) as error:
         run_sql(store, "DELETE FROM runs")
     assert "\n" not in str(error.value) and "read-only" in str(error.value)
+
+
+def test_table_fits_the_width(summary: pd.DataFrame) -> None:
+    full = render(summary, "table")
+    narrow = render(summary, "table", width=60)
+    lines = narrow.splitlines()
+    assert lines[-1].endswith("more columns: --wide)") or lines[-1].endswith("column: --wide)")
+    assert all(len(line) <= 60 for line in lines[:-1])
+    dropped = int(lines[-1].strip("(").split()[0])
+    assert len(full.splitlines()[0].split("   ")) > len(lines[0].split("   "))
+    assert dropped >= 1 and "model.width" in lines[0]  # the axes stay, from the left
+    assert render(summary, "table", width=10_000) == full
+    assert render(summary, "table", wide=True, width=60) == render(summary, "table", wide=True)
+
+
+def test_realised_and_simulated_savings_are_shown(store: Store) -> None:
+    for cid, ratio, realised in [("dense", 1.0, True), ("masked", 4.0, False), ("csr", 3.0, True)]:
+        store.save(
+            make_record(
+                cid,
+                cid,
+                axes={"c": cid},
+                metrics={
+                    "test_accuracy": 0.9,
+                    "compression_ratio": ratio,
+                    "compression_realised": realised,
+                },
+            )
+        )
+    df = summarize(store)
+    assert dict(zip(df["config_id"], df["realised"], strict=True)) == {
+        "csr": True,
+        "dense": True,
+        "masked": False,
+    }
+    lines = render(df, "table").splitlines()
+    assert "saving" in lines[0]
+    cells = {name: next(row for row in lines[2:] if name in row.split()) for name in df["c"]}
+    assert "realised" in cells["csr"] and "simulated" in cells["masked"]
+    assert "realised" not in cells["dense"] and "simulated" not in cells["dense"]
+
+
+def test_replicate_axes_are_grouped_like_seeds(store: Store) -> None:
+    values = {}
+    for w in (1, 2):
+        for draw in range(3):
+            for seed in range(2):
+                accuracy = 0.5 + 0.1 * w + 0.01 * draw + 0.001 * seed
+                values.setdefault(w, []).append(accuracy)
+                store.save(
+                    make_record(
+                        f"w{w}-d{draw}-s{seed}",
+                        f"w{w}-d{draw}",
+                        seed=seed,
+                        axes={"w": w, "compressor.draw": draw},
+                        metrics={"test_accuracy": accuracy},
+                    )
+                )
+    assert len(summarize(store)) == 6
+    df = summarize(store, replicate_axes=["compressor.draw"])
+    assert list(df["w"]) == [1, 2] and list(df["n"]) == [6, 6]
+    assert "compressor.draw" not in df.columns and df.attrs["axes"] == ["w"]
+    assert list(df["config_id"]) == ["w1-d0", "w2-d0"]
+    for w, row in zip((1, 2), df.itertuples(), strict=True):
+        assert row.test_accuracy_mean == pytest.approx(np.mean(values[w]))
+        assert row.test_accuracy_se == pytest.approx(np.std(values[w], ddof=1) / math.sqrt(6))
+    with pytest.raises(BenchError, match="--replicate-axes: no axis draw"):
+        summarize(store, replicate_axes=["draw"])

@@ -10,7 +10,7 @@ import pandas as pd
 
 from benchharness.errors import BenchError
 from benchharness.keypaths import short
-from benchharness.report import FORMATS, render
+from benchharness.report.text import FORMATS, render
 from benchharness.store import Store
 
 __all__ = ["failed_job", "failed_runs", "render_failed"]

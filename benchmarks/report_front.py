@@ -1,0 +1,94 @@
+"""Time ``bench report --pareto`` (``report.summarize(pareto=True)`` with the metrics a
+table shows) over databases of 10,000 and 100,000 stored runs (5 seeds per
+configuration), for two and three objectives, and print the seconds and peak RSS.
+
+    .venv/bin/python benchmarks/report_front.py [--runs 10000 100000] [--dir /tmp/x]
+
+The database is built from ``bench_store.sample_record`` runs saved through ``Store``,
+then multiplied in SQL (new job and config ids, jittered accuracy), so building 100k
+runs takes seconds, not hours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchharness import report  # noqa: E402
+from benchharness.store import Store  # noqa: E402
+from benchmarks.bench_store import SPEC_NAME, sample_record  # noqa: E402
+
+SEEDS = 5
+SEED_RECORDS = 100  # records saved through Store, then copied in SQL
+
+
+def build(path: Path, runs: int) -> Store:
+    """A database of ``runs`` completed runs, ``runs // SEEDS`` configurations."""
+    store = Store(path)
+    for i in range(SEED_RECORDS):
+        store.save(sample_record(2 * i))  # even indices: completed, seed 0
+    copies = runs // SEED_RECORDS
+    import duckdb
+
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            f"""CREATE TEMP TABLE base AS SELECT * FROM runs;
+                DELETE FROM runs;
+                INSERT INTO runs BY NAME
+                SELECT base.* REPLACE (
+                    job_id || '-' || k AS job_id,
+                    config_id || '-' || (k // {SEEDS}) AS config_id,
+                    k % {SEEDS} AS seed,
+                    test_accuracy + 0.01 * sin(k * 12.9898 + hash(job_id) % 1000)
+                        AS test_accuracy,
+                    CAST(flops_effective * (1 + (k // {SEEDS}) % 97 / 100.0) AS BIGINT)
+                        AS flops_effective,
+                    CAST(size_bits * (1 + (k // {SEEDS}) % 89 / 100.0) AS BIGINT) AS size_bits
+                )
+                FROM base, range({copies}) t(k)"""
+        )
+    return store
+
+
+def seconds_for(store: Store, objectives: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    df = report.summarize(
+        store,
+        spec=SPEC_NAME,
+        objectives=objectives,
+        pareto=True,
+        metrics=list(report.TABLE_METRICS),
+    )
+    return time.perf_counter() - start, len(df)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--dir", type=Path, default=None)
+    args = parser.parse_args()
+    folder = args.dir or Path(tempfile.mkdtemp(prefix="report-front-"))
+    print(f"{'runs':>8} {'configs':>8} {'objectives':>40} {'seconds':>8} {'front':>6}")
+    for runs in args.runs:
+        path = folder / f"runs-{runs}.duckdb"
+        path.unlink(missing_ok=True)
+        store = build(path, runs)
+        for objectives in (
+            "accuracy:max,flops_effective:min",
+            "accuracy:max,flops_effective:min,size:min",
+        ):
+            seconds_for(store, objectives)  # warm: the schema check and the OS file cache
+            best = min(seconds_for(store, objectives) for _ in range(3))
+            print(f"{runs:>8} {runs // SEEDS:>8} {objectives:>40} {best[0]:>8.3f} {best[1]:>6}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
