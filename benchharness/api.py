@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
+    from benchharness.augment import Augmentation
     from benchharness.compression import CompressionContext
 
 __all__ = [
@@ -340,18 +341,43 @@ class TrainContext(ABC):
     generator: torch.Generator
     compressors: list[Compressor]
 
-    def batches(self, batch_size: int, *, shuffle: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
-        """One pass over the training set in minibatches, indexed on the device."""
+    # -- [data] validation, select and augment (issue 8, data part) ------------------
+    #: ``[data] select``: ``"best_val"`` makes :func:`benchharness.training.train_epochs`
+    #: return the weights of the epoch with the best :meth:`validate` accuracy; ``"last"``
+    #: keeps the last epoch's.
+    select: str = "last"
+    #: ``[data] augment``: what :meth:`batches` applies to each training batch, or None.
+    augmentation: Augmentation | None = None
+
+    def validate(self, model: nn.Module) -> Evaluation | None:
+        """Loss and accuracy of ``model`` on the validation split (``[data] validation``,
+        held out of ``data.train_x`` before training; never the test split), or ``None``
+        when the job has none. Restores train mode."""
+        return None
+
+    # -- end of the [data] part -----------------------------------------------------
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool = True, augment: bool = True
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """One pass over the training set in minibatches, indexed on the device.
+
+        With ``augment`` (the default) each batch gets the job's ``[data] augment``
+        (random crops, flips) on the device, drawn from :attr:`generator`; pass
+        ``augment=False`` for a pass that needs the stored samples.
+        """
         n = self.data.train_x.shape[0]
         held_on = self.data.train_x.device  # the job's device, unless the data did not fit
         if shuffle:
             order = torch.randperm(n, generator=self.generator).to(held_on)
         else:
             order = torch.arange(n, device=held_on)
+        augmentation = self.augmentation if augment else None
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             x, y = self.data.train_x[idx], self.data.train_y[idx]
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield (augmentation(x, self.generator) if augmentation else x), y
 
     @abstractmethod
     def evaluate(self, model: nn.Module) -> Evaluation:

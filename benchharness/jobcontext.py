@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from benchharness import datacache, metrics, trained_cache
+from benchharness import augment, datacache, metrics, trained_cache
 from benchharness.api import Compressed, Data, Evaluation, TrainContext
 from benchharness.matrix import Job
 from benchharness.plugins import Registry, plugin_versions
@@ -48,6 +48,7 @@ class JobContext(TrainContext):
         events: Events,
         eval_batch_size: int,
         phase_prefix: str = "",
+        validation: tuple[Tensor, Tensor] | None = None,
     ):
         self.job = job
         self.data = data
@@ -64,6 +65,11 @@ class JobContext(TrainContext):
         self.curves: list[CurvePoint] = []
         self.compressed: list[Compressed] | None = None
         self.reference_seconds: float | None = None
+        # [data] validation, select, augment (issue 8, data part)
+        self.validation = validation
+        section = job.config.get("data") or {}
+        self.select = str(section.get("select", "last"))
+        self.augmentation = augment.from_data_section(section)
 
     @property
     def compressors(self) -> list[Any]:  # type: ignore[override]
@@ -74,6 +80,12 @@ class JobContext(TrainContext):
         return metrics.evaluate(
             model, self.data.test_x, self.data.test_y, self.eval_batch_size, self.device
         )
+
+    def validate(self, model: nn.Module) -> Evaluation | None:
+        if self.validation is None:
+            return None
+        x, y = self.validation
+        return metrics.evaluate(model, x, y, self.eval_batch_size, self.device)
 
     def log(
         self, step: int, total: int | None = None, *, phase: str = "train", **values: float
@@ -124,6 +136,7 @@ class JobContext(TrainContext):
             self.events,
             self.eval_batch_size,
             phase_prefix=self.phase_prefix + phase_prefix,
+            validation=self.validation,
         )
 
 

@@ -91,9 +91,14 @@ def _m002_reuse_and_honest_costs(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN torch_threads INTEGER")
 
 
+def _m004_selected_epoch(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE runs ADD COLUMN selected_epoch INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", _m001_initial),
     ("m002_reuse_and_honest_costs", _m002_reuse_and_honest_costs),
+    ("m004_selected_epoch", _m004_selected_epoch),
 ]
 
 
