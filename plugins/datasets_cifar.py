@@ -107,14 +107,18 @@ class _TorchvisionCifar(Dataset):
         return x, torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
 
 
-class _CifarOptions(PluginOptions):
-    normalize: Normalize = Field(
-        "channel",
-        description=_NORMALIZE_DESCRIPTION.format(
-            stats=" (the published CIFAR statistics, e.g. CIFAR-10 mean (0.4914, 0.4822, "
-            "0.4465), std (0.2470, 0.2435, 0.2616))"
-        ),
-    )
+def _cifar_options(title: str, stats: tuple[tuple[float, ...], tuple[float, ...]]):
+    mean, std = (", ".join(f"{v:.4f}" for v in values) for values in stats)
+
+    class Options(PluginOptions):
+        normalize: Normalize = Field(
+            "channel",
+            description=_NORMALIZE_DESCRIPTION.format(
+                stats=f" (the published {title} statistics: mean ({mean}), std ({std}))"
+            ),
+        )
+
+    return Options
 
 
 class CIFAR10(_TorchvisionCifar):
@@ -122,7 +126,7 @@ class CIFAR10(_TorchvisionCifar):
 
     name = "cifar10"
     version = "1"
-    Options = _CifarOptions
+    Options = _cifar_options("CIFAR-10", CIFAR10_STATS)
     title = "CIFAR-10"
     folder = "cifar-10-batches-py"
     archive = "cifar-10-python.tar.gz"
@@ -140,7 +144,7 @@ class CIFAR100(_TorchvisionCifar):
 
     name = "cifar100"
     version = "1"
-    Options = _CifarOptions
+    Options = _cifar_options("CIFAR-100", CIFAR100_STATS)
     title = "CIFAR-100"
     folder = "cifar-100-python"
     archive = "cifar-100-python.tar.gz"
