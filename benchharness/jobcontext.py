@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from benchharness import augment, datacache, metrics, trained_cache
-from benchharness.api import Compressed, Data, Evaluation, TrainContext
+from benchharness.api import Compressed, Data, Evaluation, Optimizer, TrainContext
 from benchharness.matrix import Job
 from benchharness.plugins import Registry, plugin_versions
 from benchharness.records import CurvePoint
@@ -65,6 +65,7 @@ class JobContext(TrainContext):
         self.curves: list[CurvePoint] = []
         self.compressed: list[Compressed] | None = None
         self.reference_seconds: float | None = None
+        self.reported: dict[str, float] = {}  # TrainContext.report: stored in extra
         # [data] validation, select, augment (issue 8, data part)
         self.validation = validation
         section = job.config.get("data") or {}
@@ -123,6 +124,11 @@ class JobContext(TrainContext):
             self.curves.extend(sub.curves)
             entry.save(trained, self.reference_seconds, sub.curves)
             return trained
+
+    def _optimizer(self, table: Mapping[str, Any]) -> Optimizer:
+        plugin = self.registry.from_table("optimizer", table)
+        assert isinstance(plugin, Optimizer)
+        return plugin
 
     def child(self, phase_prefix: str, *, compressors: list[Any]) -> JobContext:
         """A context for a nested training (a reference, a fine-tuning) of this job."""

@@ -202,6 +202,7 @@ def _run(
         compress_seconds=compress_metrics.pop("compress_seconds", None),
     )
     record.extra.update(compress_metrics)
+    record.extra.update(ctx.reported)  # TrainContext.report: e.g. a wrapper's overhead
     if ctx.reference_seconds is not None:
         record.extra["reference_seconds"] = ctx.reference_seconds
     if measure.get("latency", True):

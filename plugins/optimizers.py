@@ -1,4 +1,8 @@
-"""Built-in training schemes: plain minibatch SGD and Adam with epoch-wise lr schedules."""
+"""Built-in training schemes: plain minibatch SGD and Adam with epoch-wise lr schedules.
+
+Both build their torch optimizer with ``ctx.build_optimizer``, so a wrapping scheme (the
+weight compander, registered here too) can run them with its own parameter groups and
+step hooks."""
 
 from __future__ import annotations
 
@@ -72,6 +76,7 @@ class SGD(Optimizer):
 
     name = "sgd"
     version = "1"
+    wrappable = True
 
     class Options(TrainingOptions):
         lr: float = Field(0.01, gt=0, description="initial learning rate")
@@ -87,8 +92,9 @@ class SGD(Optimizer):
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
         o = self.options
         model.to(ctx.device)
-        opt = torch.optim.SGD(
-            model.parameters(),
+        opt = ctx.build_optimizer(
+            torch.optim.SGD,
+            model,
             lr=o.lr,
             momentum=o.momentum,
             nesterov=o.nesterov,
@@ -102,6 +108,7 @@ class Adam(Optimizer):
 
     name = "adam"
     version = "1"
+    wrappable = True
 
     class Options(TrainingOptions):
         lr: float = Field(1e-3, gt=0, description="initial learning rate")
@@ -124,13 +131,16 @@ class Adam(Optimizer):
         o = self.options
         model.to(ctx.device)
         cls = torch.optim.AdamW if o.decoupled else torch.optim.Adam
-        opt = cls(
-            model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+        opt = ctx.build_optimizer(
+            cls, model, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
         )
         return _run(o, model, ctx, opt)
 
 
 @hookimpl
 def register_optimizers(register):
+    from benchharness_plugins.compander import Compander
+
     register(SGD)
     register(Adam)
+    register(Compander)
