@@ -1,6 +1,4 @@
-"""Built-in datasets: MNIST (torchvision files) and scikit-learn's bundled 8×8 digits;
-CIFAR-10/100 and local ``npz`` files (:mod:`benchharness_plugins.datasets_cifar`) register
-here too."""
+"""Built-in datasets: MNIST (torchvision files) and scikit-learn's bundled 8×8 digits."""
 
 from __future__ import annotations
 
@@ -12,7 +10,6 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from benchharness import BenchError, Data, Dataset, PluginOptions, hookimpl
-from benchharness_plugins.datasets_cifar import CIFAR_DATASETS
 
 Normalize = Literal["half", "mnist", "none"]
 
@@ -120,5 +117,3 @@ class Digits(Dataset):
 def register_datasets(register):
     register(MNIST)
     register(Digits)
-    for cls in CIFAR_DATASETS:
-        register(cls)

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from benchharness import BenchError, Data, Dataset, PluginOptions
+from benchharness import BenchError, Data, Dataset, PluginOptions, hookimpl
 
 __all__ = ["CIFAR10", "CIFAR100", "CIFAR_DATASETS", "Npz", "images_to_tensor"]
 
@@ -295,3 +295,9 @@ class Npz(Dataset):
 
 
 CIFAR_DATASETS: tuple[type[Dataset], ...] = (CIFAR10, CIFAR100, Npz)
+
+
+@hookimpl
+def register_datasets(register):
+    for cls in CIFAR_DATASETS:
+        register(cls)

@@ -1,5 +1,4 @@
-"""Built-in architectures: CompressedNet (width × DCT study), LeNet300 and LeNet5 (LC);
-the CIFAR ResNets and VGGs of :mod:`benchharness_plugins.models_cifar` register here too.
+"""Built-in architectures: CompressedNet (width × DCT study), LeNet300 and LeNet5 (LC).
 
 Layers are named submodules (``conv1``, ``fc1``...) because compressors select weights by
 module-name glob (``layers = ["fc*"]``).
@@ -15,7 +14,6 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from benchharness import BenchError, Model, PluginOptions, hookimpl
-from benchharness_plugins.models_cifar import CIFAR_MODELS
 
 
 def _flat_size(name: str, features: nn.Module, input_shape: tuple[int, ...], hint: str) -> int:
@@ -187,5 +185,3 @@ def register_models(register):
     register(CompressedNet)
     register(LeNet300Model)
     register(LeNet5)
-    for cls in CIFAR_MODELS:  # plugins/models_cifar.py: ResNets and VGGs for CIFAR
-        register(cls)

@@ -25,7 +25,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from benchharness import BenchError, Model, PluginOptions
+from benchharness import BenchError, Model, PluginOptions, hookimpl
 
 __all__ = [
     "CIFAR_MODELS",
@@ -350,3 +350,9 @@ CIFAR_MODELS: tuple[type[Model], ...] = (
     VGG19,
     VGGTiny,
 )
+
+
+@hookimpl
+def register_models(register):
+    for cls in CIFAR_MODELS:
+        register(cls)
