@@ -13,7 +13,9 @@ scaled to CIFAR).
 
 Layer names are what compressors glob: ``conv1``, ``layer2.0.conv2``, ``layer2.0.shortcut.0``,
 ``fc`` in a ResNet; ``conv1`` … ``conv13``, ``bn1`` …, ``fc`` (or ``fc1``/``fc2``/``fc3``)
-in a VGG, in forward order. Weights keep torch's default initialisation.
+in a VGG, in forward order. Weights keep torch's default initialisation. ReLUs are not
+in place, so hooks that capture a layer's output (calibration, activation statistics)
+see it as the layer produced it.
 """
 
 from __future__ import annotations
@@ -252,7 +254,7 @@ def vgg_network(
         channels = _scaled(name, int(item), width)
         layers[f"conv{convs}"] = nn.Conv2d(current, channels, 3, padding=1)
         layers[f"bn{convs}"] = nn.BatchNorm2d(channels)
-        layers[f"relu{convs}"] = nn.ReLU(inplace=True)
+        layers[f"relu{convs}"] = nn.ReLU()
         current = channels
     layers["avgpool"] = nn.AdaptiveAvgPool2d(1)
     layers["flatten"] = nn.Flatten()
@@ -261,7 +263,7 @@ def vgg_network(
     else:
         for i in (1, 2):
             layers[f"fc{i}"] = nn.Linear(current, current)
-            layers[f"relu_fc{i}"] = nn.ReLU(inplace=True)
+            layers[f"relu_fc{i}"] = nn.ReLU()
             layers[f"drop{i}"] = nn.Dropout(dropout)
         layers["fc3"] = nn.Linear(current, num_classes)
     return nn.Sequential(layers)
