@@ -239,10 +239,12 @@ def vgg_network(
     *,
     head: Head = "linear",
     dropout: float = 0.5,
+    batch_norm: bool = True,
     name: str = "vgg",
 ) -> nn.Sequential:
     """A flat ``nn.Sequential`` named conv1, bn1, relu1, ..., pool1, ..., avgpool, flatten,
-    then ``fc`` (linear head) or fc1, relu_fc1, drop1, fc2, relu_fc2, drop2, fc3 (mlp)."""
+    then ``fc`` (linear head) or fc1, relu_fc1, drop1, fc2, relu_fc2, drop2, fc3 (mlp).
+    Without ``batch_norm`` there are no bn* layers (each conv feeds its ReLU directly)."""
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     current, convs, pools = in_channels, 0, 0
     for item in layout:
@@ -253,7 +255,8 @@ def vgg_network(
         convs += 1
         channels = _scaled(name, int(item), width)
         layers[f"conv{convs}"] = nn.Conv2d(current, channels, 3, padding=1)
-        layers[f"bn{convs}"] = nn.BatchNorm2d(channels)
+        if batch_norm:
+            layers[f"bn{convs}"] = nn.BatchNorm2d(channels)
         layers[f"relu{convs}"] = nn.ReLU()
         current = channels
     layers["avgpool"] = nn.AdaptiveAvgPool2d(1)
@@ -285,6 +288,12 @@ class _VGGOptions(PluginOptions):
     dropout: float = Field(
         0.5, ge=0, lt=1, description="dropout probability of the 'mlp' head, in [0, 1)"
     )
+    batch_norm: bool = Field(
+        True,
+        description="batch norm after every convolution (VGG-BN); false = plain VGG, whose "
+        "convs feed their ReLUs directly (what ReLU-response compressors such as "
+        "sparse_lowrank look for)",
+    )
 
 
 class _VGG(Model):
@@ -307,6 +316,7 @@ class _VGG(Model):
             num_classes,
             head=o.head,
             dropout=o.dropout,
+            batch_norm=o.batch_norm,
             name=self.name,
         )
 

@@ -66,11 +66,11 @@ def _resnet_count(kind: str, blocks, width=1.0, cin=3, classes=10) -> int:
     return total + current * classes + classes
 
 
-def _vgg_count(convs, width=1.0, cin=3, classes=10, head="linear") -> int:
+def _vgg_count(convs, width=1.0, cin=3, classes=10, head="linear", bn=True) -> int:
     total, current = 0, cin
     for c in convs:
         c = int(c * width)
-        total += _conv(current, c, 3, bias=True) + _bn(c)
+        total += _conv(current, c, 3, bias=True) + (_bn(c) if bn else 0)
         current = c
     if head == "mlp":
         total += 2 * (current * current + current)
@@ -217,3 +217,11 @@ def test_registered_and_documented():
         assert cls.version == "1" and cls.summary()
         for name, field in cls.Options.model_fields.items():
             assert field.description, f"{cls.name}.{name} has no description"
+
+
+def test_vgg_without_batch_norm():
+    model = _on_meta(VGG16, batch_norm=False)
+    assert _params(model) == _vgg_count(VGG16_CONVS, bn=False) == 14_728_266 - 2 * 4224
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    names = [n for n, _ in model.named_children()]
+    assert names[:4] == ["conv1", "relu1", "conv2", "relu2"]
