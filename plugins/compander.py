@@ -55,11 +55,12 @@ class CompanderOptions(PluginOptions):
         description="the optimizer table that trains v (and learnable a, b), e.g. {name = "
         "'sgd', lr = 0.1, weight_decay = 1e-4, ...}; any wrappable optimizer plugin",
     )
-    variant: Literal["fixed", "coarse", "fine"] = Field(
+    variant: Literal["fixed", "coarse", "fine", "none"] = Field(
         "fixed",
         description="'fixed': the given (a, b) for every layer, weight decay on Ψ(v); "
         "'coarse': one learnable (a, b) for the whole model; 'fine': one learnable (a, b) "
-        "per layer; learnable variants decay v only, never a and b",
+        "per layer; learnable variants decay v only, never a and b; 'none': the base alone, "
+        "no reparameterisation (the baseline as an axis value of optimizer.variant)",
     )
     a: float = Field(
         0.5,
@@ -194,6 +195,8 @@ class Compander(Optimizer):
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
         o = self.options
         model.to(ctx.device)
+        if o.variant == "none":
+            return ctx.train_with(model, o.base)
         # the probe's copies are taken before Ψ is registered: deep copies of a
         # parametrized module share its class, whose properties `export` deletes
         initial = copy.deepcopy(model) if o.overhead_steps else None

@@ -6,11 +6,13 @@ step hooks."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from functools import partial
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 from torch import nn
 
 from benchharness import Optimizer, PluginOptions, TrainContext, hookimpl
@@ -24,14 +26,29 @@ class TrainingOptions(PluginOptions):
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay coefficient")
     epochs: int = Field(10, gt=0, description="passes over the training set")
     batch_size: int = Field(128, gt=0, description="minibatch size")
-    schedule: Literal["constant", "cosine", "step"] = Field(
+    schedule: Literal["constant", "cosine", "step", "multistep"] = Field(
         "cosine",
         description="epoch-wise lr schedule: 'constant'; 'cosine' = anneal lr → lr_min over "
-        "the epochs; 'step' = multiply by gamma every step_size epochs (not below lr_min)",
+        "the epochs; 'step' = multiply by gamma every step_size epochs (not below lr_min); "
+        "'multistep' = multiply by gamma at each of the milestones (not below lr_min)",
     )
     lr_min: float = Field(0.0, ge=0, description="final lr of 'cosine', floor of 'step'")
     step_size: int = Field(10, gt=0, description="epochs between lr drops ('step' schedule)")
-    gamma: float = Field(0.1, description="lr factor per drop ('step' schedule), in (0, 1]")
+    gamma: float = Field(
+        0.1, description="lr factor per drop ('step', 'multistep' schedules), in (0, 1]"
+    )
+    milestones: list[int] = Field(
+        default_factory=list,
+        description="epochs (counted from 0) at which 'multistep' multiplies the lr by gamma, "
+        "increasing, e.g. [90, 136]",
+    )
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(m <= 0 for m in value) or any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError(f"must be increasing positive epochs, got {value}")
+        return value
 
     @field_validator("gamma")
     @classmethod
@@ -46,8 +63,31 @@ class TrainingOptions(PluginOptions):
             raise ValueError(f"lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
         return self
 
+    @model_serializer(mode="wrap")
+    def _without_unused_milestones(self, handler):
+        # an empty list is left out, so the resolved tables (and job ids) of studies
+        # written before 'multistep' existed stay what they were
+        data = handler(self)
+        if not self.milestones:
+            data.pop("milestones", None)
+        return data
+
+    @model_validator(mode="after")
+    def _milestones_for_multistep(self):
+        if self.schedule == "multistep" and not self.milestones:
+            raise ValueError("schedule 'multistep' needs milestones, e.g. [90, 136]")
+        return self
+
     def lr_for_epoch(self):
         """``epoch -> lr`` for :func:`benchharness.training.train_epochs`."""
+        if self.schedule == "multistep":
+            return partial(
+                _multistep,
+                lr=self.lr,
+                milestones=self.milestones,
+                gamma=self.gamma,
+                lr_min=self.lr_min,
+            )
         return partial(
             lr_at,
             lr=self.lr,
@@ -57,6 +97,11 @@ class TrainingOptions(PluginOptions):
             step_size=self.step_size,
             gamma=self.gamma,
         )
+
+
+def _multistep(epoch: int, *, lr: float, milestones: list[int], gamma: float, lr_min: float):
+    """lr·gamma^(number of milestones ≤ epoch), not below lr_min (torch's MultiStepLR)."""
+    return max(lr_min, lr * gamma ** bisect.bisect_right(milestones, epoch))
 
 
 def _run(options: TrainingOptions, model: nn.Module, ctx: TrainContext, optimizer) -> nn.Module:

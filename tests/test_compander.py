@@ -298,3 +298,18 @@ def test_options_name_a_base_that_cannot_be_wrapped():
     with pytest.raises(ValidationError):
         Compander.Options(variant="medium")
     assert copy.deepcopy(Compander.Options()).base == {"name": "sgd"}
+
+
+def test_variant_none_is_the_base_alone(mnist):
+    base = {"name": "sgd", "lr": 0.05, "epochs": 1, "batch_size": 64, "weight_decay": 1e-3}
+    alone, through = _lenet(), _lenet()
+    from benchharness_plugins.optimizers import SGD as SGDPlugin
+
+    SGDPlugin(SGDPlugin.Options(**{k: v for k, v in base.items() if k != "name"})).train(
+        alone, FakeContext(mnist)
+    )
+    ctx = FakeContext(mnist)
+    Compander(Compander.Options(variant="none", base=base)).train(through, ctx)
+    for p, q in zip(alone.parameters(), through.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert [phase for _s, _t, phase, _v in ctx.logs] == ["train"]  # no probe, no (a, b)
