@@ -156,6 +156,9 @@ def training_inputs(
     used = [("dataset", config["dataset"]["name"]), ("model", config["model"]["name"])]
     used += [("transform", t["name"]) for t in datacache.as_list(config.get("transform"))]
     used.append(("optimizer", table["name"]))
+    base = table.get("base")  # a wrapping scheme's base optimizer (e.g. the compander's)
+    if isinstance(base, Mapping) and isinstance(base.get("name"), str):
+        used.append(("optimizer", base["name"]))
     return {
         "dataset": config["dataset"],
         "data": config.get("data"),

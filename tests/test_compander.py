@@ -314,3 +314,17 @@ def test_variant_none_is_the_base_alone(mnist):
     for p, q in zip(alone.parameters(), through.parameters(), strict=True):
         assert torch.equal(p, q)
     assert [phase for _s, _t, phase, _v in ctx.logs] == ["train"]  # no probe, no (a, b)
+
+
+def test_trained_model_cache_key_covers_the_base_optimizers_version():
+    from pathlib import Path
+
+    from benchharness.jobcontext import training_inputs
+    from benchharness.matrix import load_jobs
+    from benchharness.plugins import get_registry
+
+    spec = Path(__file__).resolve().parents[1] / "specs" / "mnist_compander.toml"
+    _spec, jobs = load_jobs(spec, get_registry())
+    job = next(j for j in jobs if j.config["optimizer"]["name"] == "compander")
+    versions = training_inputs(job, get_registry())["versions"]
+    assert versions["optimizer:compander"] == "1" and versions["optimizer:sgd"] == "1"
