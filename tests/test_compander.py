@@ -205,6 +205,27 @@ def test_fine_decays_v_and_not_a_or_b(mnist):
         torch.testing.assert_close(got, _psi64(v1, a1, b1), rtol=1e-4, atol=1e-7)
 
 
+def test_coarse_decays_v_and_not_the_shared_pair(mnist):
+    """One (a, b) for all layers: its gradient is the sum over layers, with no decay."""
+    before, model, ctx = _one_step(mnist, "coarse", base=SGD)
+    grads = _grads_at(before, mnist)
+    eta, lam, a0, b0 = 0.1, 0.05, 0.5, 1.0
+    v0 = {n: b0 * torch.tan(before[f"{n}.weight"].double() / a0) for n in LAYERS}
+    grad_a = sum(float((grads[f"{n}.weight"] * torch.atan(v0[n] / b0)).sum()) for n in LAYERS)
+    grad_b = sum(
+        float((grads[f"{n}.weight"] * (-a0 * v0[n] / (b0**2 + v0[n] ** 2))).sum()) for n in LAYERS
+    )
+    a1, b1 = a0 - eta * grad_a, b0 - eta * grad_b
+    (scales,) = [values for _s, _t, phase, values in ctx.logs if phase == "compander"]
+    for name in LAYERS:
+        assert scales[f"{name}.a"] == pytest.approx(a1, rel=1e-4)
+        assert scales[f"{name}.b"] == pytest.approx(b1, rel=1e-4)
+        g = grads[f"{name}.weight"]
+        v1 = v0[name] - eta * (g * _slope64(v0[name], a0, b0) + lam * v0[name])
+        got = model.get_submodule(name).weight.detach().double()
+        torch.testing.assert_close(got, _psi64(v1, a1, b1), rtol=1e-4, atol=1e-7)
+
+
 def test_modified_adaptive_scales_adams_step_by_the_slope(mnist):
     """Adam's first step is lr·ĝ/(|ĝ| + ε) of ∂L/∂Ψ; the compander multiplies it by Ψ′(v0)."""
     adam = {"name": "adam", "lr": 1e-3, "epochs": 1, "batch_size": 64, "schedule": "constant"}
