@@ -2,20 +2,24 @@
 
 A transform is deterministic given (dataset, data section, transform tables), so its
 output is keyed by exactly those and shared by every job (model, optimizer, seed) that
-uses it.
+uses it. The ``[data]`` validation split is drawn here too (seeded by ``subset_seed``,
+not the job's seed: every job of a study validates on the same samples).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from benchharness.api import Data
 from benchharness.plugins import Registry
+from benchharness.selection import validation_indices
 
 _MAX_ENTRIES = 8
 _cache: OrderedDict[str, Data] = OrderedDict()
@@ -64,15 +68,17 @@ def _subset(
 
 
 def prepare(configs: list[dict[str, Any]], registry: Registry, data_dir: Path) -> None:
-    """Load (and download, if missing) every dataset the configs use, once, up front:
-    a missing dataset is one error for the study, not one failure per job."""
+    """Load (and download, if missing) every dataset the configs use, once, up front, and
+    draw their validation splits: a missing dataset or an impossible split is one error
+    for the study, not one failure per job."""
     distinct = {_key(c["dataset"], c.get("data") or {}): c for c in configs}
     for config in distinct.values():
-        load_dataset(config, registry, data_dir)
+        _held_out(config, registry, data_dir)
 
 
 def load_dataset(config: dict[str, Any], registry: Registry, data_dir: Path) -> Data:
-    """The job's dataset after its `data` section (subsets), before any transform."""
+    """The job's dataset after its `data` section's subsets, before the validation split
+    and any transform."""
     data_section = config.get("data") or {}
     base_key = _key(config["dataset"], data_section)
     data = _lookup(base_key)
@@ -89,19 +95,75 @@ def load_dataset(config: dict[str, Any], registry: Registry, data_dir: Path) -> 
     return data
 
 
-def load(config: dict[str, Any], registry: Registry, data_dir: Path) -> tuple[Data, Data]:
-    """(raw, transformed): the job's data after its `data` section (subsets), before and
-    after its transforms, on the CPU."""
+@dataclasses.dataclass(frozen=True)
+class JobData:
+    """A job's data, on the CPU.
+
+    ``raw`` is after the `data` section (subsets, validation samples removed from the
+    training split), before transforms; ``data`` the same after the transforms: what the
+    job trains and is tested on. ``validation`` is the transformed (inputs, labels) of the
+    validation split (``[data] validation``), or ``None``.
+    """
+
+    raw: Data
+    data: Data
+    validation: tuple[Tensor, Tensor] | None = None
+
+
+def _held_out(config: dict[str, Any], registry: Registry, data_dir: Path) -> tuple[Data, int]:
+    """The dataset with its validation samples moved out of the training split and ahead
+    of the test samples (so transforms, fitted on the training inputs, treat them as the
+    held-out data they are), and how many there are."""
     data_section = config.get("data") or {}
+    fraction = float(data_section.get("validation", 0.0))
     data = load_dataset(config, registry, data_dir)
+    if not fraction:
+        return data, 0
+    key = _key("held_out", config["dataset"], data_section)
+    held = _lookup(key)
+    if held is None:
+        seed = int(data_section.get("subset_seed", 0))
+        train_idx, val_idx = validation_indices(data.train_x.shape[0], fraction, seed)
+        held = _remember(
+            key,
+            data.replace(
+                train_x=data.train_x[train_idx],
+                train_y=data.train_y[train_idx],
+                test_x=torch.cat([data.train_x[val_idx], data.test_x]),
+                test_y=torch.cat([data.train_y[val_idx], data.test_y]),
+            ),
+        )
+    return held, held.test_x.shape[0] - data.test_x.shape[0]
+
+
+def _without_validation(data: Data, n_val: int) -> tuple[Data, tuple[Tensor, Tensor] | None]:
+    if not n_val:
+        return data, None
+    rest = data.replace(test_x=data.test_x[n_val:], test_y=data.test_y[n_val:])
+    return rest, (data.test_x[:n_val], data.test_y[:n_val])
+
+
+def load_job_data(config: dict[str, Any], registry: Registry, data_dir: Path) -> JobData:
+    """The job's data: after its `data` section (subsets, validation split), before and
+    after its transforms."""
+    data_section = config.get("data") or {}
+    held, n_val = _held_out(config, registry, data_dir)
+    raw, _ = _without_validation(held, n_val)
     transforms = as_list(config.get("transform"))
-    if not transforms:
-        return data, data
-    full_key = _key(config["dataset"], data_section, transforms)
-    transformed = _lookup(full_key)
-    if transformed is None:
-        transformed = data
-        for table in transforms:
-            transformed = registry.from_table("transform", table).apply(transformed)
-        transformed = _remember(full_key, transformed)
-    return data, transformed
+    transformed = held
+    if transforms:
+        full_key = _key(config["dataset"], data_section, transforms)
+        cached = _lookup(full_key)
+        if cached is None:
+            for table in transforms:
+                transformed = registry.from_table("transform", table).apply(transformed)
+            cached = _remember(full_key, transformed)
+        transformed = cached
+    data, validation = _without_validation(transformed, n_val)
+    return JobData(raw, data, validation)
+
+
+def load(config: dict[str, Any], registry: Registry, data_dir: Path) -> tuple[Data, Data]:
+    """(raw, transformed): :func:`load_job_data` without the validation split."""
+    job_data = load_job_data(config, registry, data_dir)
+    return job_data.raw, job_data.data

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from benchharness import datacache, metrics, trained_cache
-from benchharness.api import Compressed, Data, Evaluation, TrainContext
+from benchharness import augment, datacache, metrics, trained_cache
+from benchharness.api import Compressed, Data, Evaluation, Optimizer, TrainContext
 from benchharness.matrix import Job
 from benchharness.plugins import Registry, plugin_versions
 from benchharness.records import CurvePoint
@@ -48,6 +48,7 @@ class JobContext(TrainContext):
         events: Events,
         eval_batch_size: int,
         phase_prefix: str = "",
+        validation: tuple[Tensor, Tensor] | None = None,
     ):
         self.job = job
         self.data = data
@@ -64,6 +65,12 @@ class JobContext(TrainContext):
         self.curves: list[CurvePoint] = []
         self.compressed: list[Compressed] | None = None
         self.reference_seconds: float | None = None
+        self.reported: dict[str, float] = {}  # TrainContext.report: stored in extra
+        # [data] validation, select, augment (issue 8, data part)
+        self.validation = validation
+        section = job.config.get("data") or {}
+        self.select = str(section.get("select", "last"))
+        self.augmentation = augment.from_data_section(section)
 
     @property
     def compressors(self) -> list[Any]:  # type: ignore[override]
@@ -74,6 +81,12 @@ class JobContext(TrainContext):
         return metrics.evaluate(
             model, self.data.test_x, self.data.test_y, self.eval_batch_size, self.device
         )
+
+    def validate(self, model: nn.Module) -> Evaluation | None:
+        if self.validation is None:
+            return None
+        x, y = self.validation
+        return metrics.evaluate(model, x, y, self.eval_batch_size, self.device)
 
     def log(
         self, step: int, total: int | None = None, *, phase: str = "train", **values: float
@@ -111,6 +124,11 @@ class JobContext(TrainContext):
             entry.save(trained, self.reference_seconds, sub.curves)
             return trained
 
+    def _optimizer(self, table: Mapping[str, Any]) -> Optimizer:
+        plugin = self.registry.from_table("optimizer", table)
+        assert isinstance(plugin, Optimizer)
+        return plugin
+
     def child(self, phase_prefix: str, *, compressors: list[Any]) -> JobContext:
         """A context for a nested training (a reference, a fine-tuning) of this job."""
         return JobContext(
@@ -123,6 +141,7 @@ class JobContext(TrainContext):
             self.events,
             self.eval_batch_size,
             phase_prefix=self.phase_prefix + phase_prefix,
+            validation=self.validation,
         )
 
 
@@ -136,6 +155,9 @@ def training_inputs(
     used = [("dataset", config["dataset"]["name"]), ("model", config["model"]["name"])]
     used += [("transform", t["name"]) for t in datacache.as_list(config.get("transform"))]
     used.append(("optimizer", table["name"]))
+    base = table.get("base")  # a wrapping scheme's base optimizer (e.g. the compander's)
+    if isinstance(base, Mapping) and isinstance(base.get("name"), str):
+        used.append(("optimizer", base["name"]))
     return {
         "dataset": config["dataset"],
         "data": config.get("data"),

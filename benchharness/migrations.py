@@ -98,10 +98,15 @@ def _m003_journal_state(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _m004_selected_epoch(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE runs ADD COLUMN selected_epoch INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", _m001_initial),
     ("m002_reuse_and_honest_costs", _m002_reuse_and_honest_costs),
     ("m003_journal_state", _m003_journal_state),
+    ("m004_selected_epoch", _m004_selected_epoch),
 ]
 
 

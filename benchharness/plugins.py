@@ -19,8 +19,10 @@ ENTRY_POINT_GROUP = "benchharness"
 
 BUILTIN_MODULES = (
     "benchharness_plugins.datasets",
+    "benchharness_plugins.datasets_cifar",
     "benchharness_plugins.transforms",
     "benchharness_plugins.models",
+    "benchharness_plugins.models_cifar",
     "benchharness_plugins.optimizers",
     "benchharness_plugins.compressors",
     "benchharness_plugins.schemes",

@@ -38,6 +38,9 @@ METRIC_COLUMNS: dict[str, str] = {
     "latency_deployed_b1_p90_ms": "DOUBLE",
     "latency_deployed_batch_median_ms": "DOUBLE",
     "latency_deployed_batch_p90_ms": "DOUBLE",
+    # the epoch whose weights the training returned ([data] select: the last, or the best
+    # on the validation split); None for schemes that return their own final model (LC...)
+    "selected_epoch": "INTEGER",
 }
 
 PROVENANCE_COLUMNS: dict[str, str] = {

@@ -25,6 +25,7 @@ from benchharness.jobcontext import Events, JobContext, training_inputs
 from benchharness.matrix import Job
 from benchharness.plugins import Registry, plugin_versions
 from benchharness.records import RunRecord
+from benchharness.selection import selected_epoch
 
 
 def seed_everything(seed: int) -> None:
@@ -110,8 +111,12 @@ def _run(
 ) -> JobContext:
     config = job.config
     measure = config.get("measure") or {}
-    raw, data = datacache.load(config, registry, data_dir)
-    data = place(data, device)
+    job_data = datacache.load_job_data(config, registry, data_dir)
+    raw, data = job_data.raw, place(job_data.data, device)
+    validation = None
+    if job_data.validation is not None:  # held where the data is: on the device if it fits
+        val_x, val_y = job_data.validation
+        validation = (val_x.to(data.test_x.device), val_y.to(data.test_x.device))
 
     seed_everything(job.seed)
     model = registry.from_table("model", config["model"]).build(data.input_shape, data.num_classes)
@@ -137,9 +142,11 @@ def _run(
         cache_dir,
         events,
         int(measure.get("eval_batch_size", 1000)),
+        validation=validation,
     )
     record.curves = ctx.curves
     model, train_seconds, reused = _train(job, model, optimizer, ctx)
+    record.metrics["selected_epoch"] = selected_epoch(ctx.curves, ctx.select)
 
     compressed = ctx.compressed
     compress_metrics: dict[str, float] = {}
@@ -195,6 +202,7 @@ def _run(
         compress_seconds=compress_metrics.pop("compress_seconds", None),
     )
     record.extra.update(compress_metrics)
+    record.extra.update(ctx.reported)  # TrainContext.report: e.g. a wrapper's overhead
     if ctx.reference_seconds is not None:
         record.extra["reference_seconds"] = ctx.reference_seconds
     if measure.get("latency", True):

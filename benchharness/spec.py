@@ -23,7 +23,7 @@ import json
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -32,6 +32,10 @@ from pydantic import (
     NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
 )
 
 from benchharness.errors import BenchError
@@ -64,7 +68,13 @@ class _Section(BaseModel):
 
 
 class DataOptions(_Section):
-    """``[data]``: which part of the dataset a job uses."""
+    """``[data]``: which part of the dataset a job uses, the validation split that model
+    selection may look at (never the test split), and training-batch augmentation.
+
+    The keys added after the first release (validation, select, augment, crop_padding,
+    crop_padding_mode) are left out of the resolved configuration while they have their
+    default values, so the ids of existing jobs, which hash it, do not change.
+    """
 
     train_subset: PositiveInt | None = Field(
         None, description="train on this many samples (a seeded random subset); all if absent"
@@ -72,7 +82,75 @@ class DataOptions(_Section):
     test_subset: PositiveInt | None = Field(
         None, description="evaluate on this many test samples; all if absent"
     )
-    subset_seed: NonNegativeInt = Field(0, description="seed of the subset draws")
+    subset_seed: NonNegativeInt = Field(
+        0, description="seed of the subset draws and of the validation split"
+    )
+    validation: float = Field(
+        0.0,
+        description="fraction of the training samples (after train_subset) held out as a "
+        "validation split, in [0, 1): a seeded random draw, disjoint from the training and "
+        "test samples; validation loss and accuracy are logged every epoch. 0 = none",
+    )
+    select: Literal["last", "best_val"] = Field(
+        "last",
+        description="which epoch's weights a training returns: 'last', or 'best_val' = the "
+        "epoch with the highest validation accuracy (needs validation > 0); the test split "
+        "is only ever evaluated, never selected on. The chosen epoch is stored as "
+        "selected_epoch",
+    )
+    augment: list[Literal["crop", "flip"]] = Field(
+        default_factory=list,
+        description="training-batch augmentation on the job's device, seeded by the job: "
+        "'crop' = random crop of the image padded by crop_padding on each side, 'flip' = "
+        "horizontal flip with probability 1/2; e.g. ['crop', 'flip'] for CIFAR",
+    )
+    crop_padding: PositiveInt = Field(4, description="pixels of padding of 'crop', per side")
+    crop_padding_mode: Literal["zeros", "reflect"] = Field(
+        "zeros",
+        description="what 'crop' pads with: 'zeros' (0 = the mean colour after per-channel "
+        "normalisation) or 'reflect' (the mirrored border)",
+    )
+
+    @field_validator("validation")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"must be in [0, 1), got {value}")
+        return value
+
+    @field_validator("select")
+    @classmethod
+    def _needs_validation(cls, value: str, info: ValidationInfo) -> str:
+        if value == "best_val" and not info.data.get("validation"):
+            raise ValueError(
+                "got 'best_val', which needs a validation split: set data.validation, e.g. 0.1"
+            )
+        return value
+
+    @field_validator("augment")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists an augmentation twice, got {value}")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped = handler(self)
+        for key in _DATA_KEYS_ADDED_LATER:
+            if key in dumped and dumped[key] == _DATA_DEFAULTS[key]:
+                del dumped[key]
+        return dumped
+
+
+_DATA_KEYS_ADDED_LATER = ("validation", "select", "augment", "crop_padding", "crop_padding_mode")
+_DATA_DEFAULTS: dict[str, Any] = {
+    "validation": 0.0,
+    "select": "last",
+    "augment": [],
+    "crop_padding": 4,
+    "crop_padding_mode": "zeros",
+}
 
 
 class MeasureOptions(_Section):

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from benchharness.api import TrainContext
 from benchharness.errors import BenchError, Diverged
+from benchharness.selection import SELECTION_PHASE, BestEpoch
 
 Schedule = Literal["constant", "cosine", "step"]
 
@@ -68,6 +69,7 @@ def train_epochs(
     phase: str = "train",
     step_offset: int = 0,
     total: int | None = None,
+    select: bool | None = None,
 ) -> list[float]:
     """Train ``model`` in place for ``epochs`` passes over ``ctx.batches(batch_size)``.
 
@@ -79,12 +81,25 @@ def train_epochs(
     3. raises :class:`~benchharness.errors.Diverged` if the epoch's loss is not finite;
     4. evaluates with ``ctx.evaluate`` and reports ``ctx.log(step_offset + e + 1,
        total or epochs, phase=phase, train_loss=..., test_loss=..., test_accuracy=...,
-       lr=...)`` (plus ``penalty=`` the epoch's mean penalty when one is given).
+       lr=...)`` (plus ``penalty=`` the epoch's mean penalty when one is given, and
+       ``val_loss=``, ``val_accuracy=`` from ``ctx.validate`` when the job has a
+       validation split).
+
+    Model selection (``[data] select``, read from ``ctx.select``): with ``"best_val"``
+    and ``select`` true, the model ends up with the weights and buffers of the epoch of
+    this call with the highest validation accuracy, logged as
+    ``ctx.log(epoch, phase="selection", val_accuracy=..., val_loss=...)``; with
+    ``"last"`` it keeps the last epoch's. ``select`` defaults to ``phase == "train"``:
+    a whole training. A scheme that trains inside a larger algorithm (an LC L step) uses
+    its own phase and is not selected within. The test split is never used to select.
 
     ``step_offset`` and ``total`` let a scheme that calls this repeatedly (one call per LC
     step) report one continuous curve. Returns the per-epoch mean training cross-entropy
     (sample-weighted, penalty excluded).
     """
+    if select is None:
+        select = phase == "train"
+    best = BestEpoch() if select and ctx.select == "best_val" else None
     model.train()
     losses: list[float] = []
     for epoch in range(epochs):
@@ -116,7 +131,10 @@ def train_epochs(
                 f"{step_offset + epoch + 1} at lr {lr:g}; try a smaller learning rate"
             )
         ev = ctx.evaluate(model)
+        val = ctx.validate(model)
         extra_values = {"penalty": mean_penalty} if penalty is not None else {}
+        if val is not None:
+            extra_values.update(val_loss=val.loss, val_accuracy=val.accuracy)
         ctx.log(
             step_offset + epoch + 1,
             total or epochs,
@@ -128,4 +146,18 @@ def train_epochs(
             **extra_values,
         )
         losses.append(mean_loss)
+        if best is not None:
+            if val is None:
+                raise BenchError(
+                    "data.select = 'best_val' needs a validation split (data.validation > 0)"
+                )
+            best.observe(model, step_offset + epoch + 1, val)
+    if best is not None and best.evaluation is not None:
+        chosen = best.restore(model)
+        ctx.log(
+            chosen,
+            phase=SELECTION_PHASE,
+            val_accuracy=best.evaluation.accuracy,
+            val_loss=best.evaluation.loss,
+        )
     return losses

@@ -1,12 +1,18 @@
-"""Built-in training schemes: plain minibatch SGD and Adam with epoch-wise lr schedules."""
+"""Built-in training schemes: plain minibatch SGD and Adam with epoch-wise lr schedules.
+
+Both build their torch optimizer with ``ctx.build_optimizer``, so a wrapping scheme (the
+weight compander, registered here too) can run them with its own parameter groups and
+step hooks."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from functools import partial
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 from torch import nn
 
 from benchharness import Optimizer, PluginOptions, TrainContext, hookimpl
@@ -20,14 +26,29 @@ class TrainingOptions(PluginOptions):
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay coefficient")
     epochs: int = Field(10, gt=0, description="passes over the training set")
     batch_size: int = Field(128, gt=0, description="minibatch size")
-    schedule: Literal["constant", "cosine", "step"] = Field(
+    schedule: Literal["constant", "cosine", "step", "multistep"] = Field(
         "cosine",
         description="epoch-wise lr schedule: 'constant'; 'cosine' = anneal lr → lr_min over "
-        "the epochs; 'step' = multiply by gamma every step_size epochs (not below lr_min)",
+        "the epochs; 'step' = multiply by gamma every step_size epochs (not below lr_min); "
+        "'multistep' = multiply by gamma at each of the milestones (not below lr_min)",
     )
     lr_min: float = Field(0.0, ge=0, description="final lr of 'cosine', floor of 'step'")
     step_size: int = Field(10, gt=0, description="epochs between lr drops ('step' schedule)")
-    gamma: float = Field(0.1, description="lr factor per drop ('step' schedule), in (0, 1]")
+    gamma: float = Field(
+        0.1, description="lr factor per drop ('step', 'multistep' schedules), in (0, 1]"
+    )
+    milestones: list[int] = Field(
+        default_factory=list,
+        description="epochs (counted from 0) at which 'multistep' multiplies the lr by gamma, "
+        "increasing, e.g. [90, 136]",
+    )
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(m <= 0 for m in value) or any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError(f"must be increasing positive epochs, got {value}")
+        return value
 
     @field_validator("gamma")
     @classmethod
@@ -42,8 +63,31 @@ class TrainingOptions(PluginOptions):
             raise ValueError(f"lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
         return self
 
+    @model_serializer(mode="wrap")
+    def _without_unused_milestones(self, handler):
+        # an empty list is left out, so the resolved tables (and job ids) of studies
+        # written before 'multistep' existed stay what they were
+        data = handler(self)
+        if not self.milestones:
+            data.pop("milestones", None)
+        return data
+
+    @model_validator(mode="after")
+    def _milestones_for_multistep(self):
+        if self.schedule == "multistep" and not self.milestones:
+            raise ValueError("schedule 'multistep' needs milestones, e.g. [90, 136]")
+        return self
+
     def lr_for_epoch(self):
         """``epoch -> lr`` for :func:`benchharness.training.train_epochs`."""
+        if self.schedule == "multistep":
+            return partial(
+                _multistep,
+                lr=self.lr,
+                milestones=self.milestones,
+                gamma=self.gamma,
+                lr_min=self.lr_min,
+            )
         return partial(
             lr_at,
             lr=self.lr,
@@ -53,6 +97,11 @@ class TrainingOptions(PluginOptions):
             step_size=self.step_size,
             gamma=self.gamma,
         )
+
+
+def _multistep(epoch: int, *, lr: float, milestones: list[int], gamma: float, lr_min: float):
+    """lr·gamma^(number of milestones ≤ epoch), not below lr_min (torch's MultiStepLR)."""
+    return max(lr_min, lr * gamma ** bisect.bisect_right(milestones, epoch))
 
 
 def _run(options: TrainingOptions, model: nn.Module, ctx: TrainContext, optimizer) -> nn.Module:
@@ -72,6 +121,7 @@ class SGD(Optimizer):
 
     name = "sgd"
     version = "1"
+    wrappable = True
 
     class Options(TrainingOptions):
         lr: float = Field(0.01, gt=0, description="initial learning rate")
@@ -87,8 +137,9 @@ class SGD(Optimizer):
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
         o = self.options
         model.to(ctx.device)
-        opt = torch.optim.SGD(
-            model.parameters(),
+        opt = ctx.build_optimizer(
+            torch.optim.SGD,
+            model,
             lr=o.lr,
             momentum=o.momentum,
             nesterov=o.nesterov,
@@ -102,6 +153,7 @@ class Adam(Optimizer):
 
     name = "adam"
     version = "1"
+    wrappable = True
 
     class Options(TrainingOptions):
         lr: float = Field(1e-3, gt=0, description="initial learning rate")
@@ -124,13 +176,16 @@ class Adam(Optimizer):
         o = self.options
         model.to(ctx.device)
         cls = torch.optim.AdamW if o.decoupled else torch.optim.Adam
-        opt = cls(
-            model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+        opt = ctx.build_optimizer(
+            cls, model, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
         )
         return _run(o, model, ctx, opt)
 
 
 @hookimpl
 def register_optimizers(register):
+    from benchharness_plugins.compander import Compander
+
     register(SGD)
     register(Adam)
+    register(Compander)

@@ -132,3 +132,22 @@ def test_registered_and_documented():
         assert cls.version == "1" and cls.summary()
         for name, field in cls.Options.model_fields.items():
             assert field.description, f"{cls.name}.{name} has no description"
+
+
+def test_multistep_schedule_drops_at_the_milestones(digits):
+    ctx = FakeContext(digits)
+    options = SGD.Options(lr=0.1, epochs=5, schedule="multistep", milestones=[1, 3], gamma=0.2)
+    SGD(options).train(_mlp(), ctx)
+    assert [v["lr"] for *_, v in ctx.logs] == pytest.approx([0.1, 0.02, 0.02, 0.004, 0.004])
+    with pytest.raises(ValidationError, match="'multistep' needs milestones"):
+        SGD.Options(schedule="multistep")
+    with pytest.raises(ValidationError, match=r"must be increasing positive epochs, got \[3, 3\]"):
+        SGD.Options(schedule="multistep", milestones=[3, 3])
+
+
+def test_resolved_tables_without_milestones_are_unchanged():
+    """Job ids of studies written before 'multistep' existed must not change."""
+    assert "milestones" not in SGD.Options().model_dump(mode="json")
+    assert "milestones" not in Adam.Options().model_dump(mode="json")
+    dumped = SGD.Options(schedule="multistep", milestones=[5]).model_dump(mode="json")
+    assert dumped["milestones"] == [5]

@@ -93,6 +93,7 @@ def test_round_trip_every_column(store: Store) -> None:
         "latency_deployed_b1_p90_ms": 0.15,
         "latency_deployed_batch_median_ms": 1.2,
         "latency_deployed_batch_p90_ms": 1.4,
+        "selected_epoch": 4,
         "sparsity": 0.75,  # not a column: must land in `extra`
     }
     assert set(metrics) - {"sparsity"} == set(METRIC_COLUMNS)

@@ -130,6 +130,30 @@ def test_third_party_compressors_run_alone_and_as_additive_parts(installed_site,
     assert act["test_accuracy"] > 0.5 and additive["test_accuracy"] > 0.5
 
 
+def test_third_party_wrapper_runs_a_builtin_optimizer(installed_site, tmp_path):
+    """The package's `clipped` optimizer runs the built-in sgd through ctx.train_with."""
+    db = tmp_path / "bench.duckdb"
+    spec = EXAMPLE / "wrap_spec.toml"
+    result = _bench(installed_site, "run", str(spec), "--db", str(db), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    sql = (
+        "SELECT json_extract_string(config, '$.optimizer.name') AS optimizer, status,"
+        " test_accuracy, (SELECT count(*) FROM curves c WHERE c.job_id = runs.job_id"
+        " AND c.phase = 'train' AND c.name = 'test_accuracy') AS epochs"
+        " FROM runs ORDER BY optimizer"
+    )
+    result = _bench(
+        installed_site, "report", "--db", str(db), "--sql", sql, "--format", "json", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    clipped, sgd = json.loads(result.stdout)
+    assert (clipped["optimizer"], sgd["optimizer"]) == ("clipped", "sgd")
+    assert clipped["status"] == sgd["status"] == "completed"
+    assert clipped["epochs"] == sgd["epochs"] == 3  # the base's own loop and logging
+    assert clipped["test_accuracy"] > 0.8 and sgd["test_accuracy"] > 0.8
+    assert clipped["test_accuracy"] != sgd["test_accuracy"]  # the wrapping changed training
+
+
 # ------------------------------------------------ a broken package beside a good one
 
 BROKEN = Path(__file__).parent / "broken_plugin"

@@ -1,13 +1,15 @@
 """An example third-party benchharness plugin: a logistic-regression model, a
-Gaussian-noise input transform, a data-free compressor (power-of-two rounding) and a
-data-aware one (activation-weighted pruning)."""
+Gaussian-noise input transform, a data-free compressor (power-of-two rounding), a
+data-aware one (activation-weighted pruning) and an optimizer that wraps another one
+(gradient clipping, no decay on biases)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
 from benchharness import (
@@ -18,8 +20,11 @@ from benchharness import (
     CompressorOptions,
     Data,
     Model,
+    Optimizer,
     PluginOptions,
+    TrainContext,
     Transform,
+    build_plugin,
     hookimpl,
 )
 from benchharness.coding import (
@@ -30,6 +35,7 @@ from benchharness.coding import (
     scaled_macs,
     sparse_bits,
 )
+from benchharness.wrapping import Wrapping
 
 
 class LogReg(Model):
@@ -188,3 +194,55 @@ class ActivationPrune(Compressor):
 def register_compressors(register):
     register(PowerOfTwo)
     register(ActivationPrune)
+
+
+class Clipped(Optimizer):
+    """Runs a base optimizer with the gradient norm clipped and no weight decay on biases.
+
+    The base is any wrappable optimizer plugin (sgd, adam, ...): it keeps its own loop,
+    schedule and logging; this wrapper only chooses its parameter groups and clips the
+    gradients before each of its steps.
+    """
+
+    name = "clipped"
+    version = "0.1.0"
+
+    class Options(PluginOptions):
+        base: dict[str, Any] = Field(
+            default_factory=lambda: {"name": "sgd"},
+            description="the optimizer table to run, e.g. {name = 'sgd', lr = 0.1}",
+        )
+        max_norm: float = Field(1.0, gt=0, description="largest gradient norm of a step")
+
+        @field_validator("base")
+        @classmethod
+        def _wrappable(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+            try:
+                base = build_plugin("optimizer", value, info)
+            except BenchError as error:
+                raise ValueError(str(error)) from None
+            if not getattr(base, "wrappable", False):
+                raise ValueError(f"optimizer {value['name']} cannot be wrapped")
+            return value
+
+    def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
+        def groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+            named = list(model.named_parameters())
+            weights = [p for name, p in named if not name.endswith("bias")]
+            biases = [p for name, p in named if name.endswith("bias")]
+            return [
+                {"params": weights, "weight_decay": weight_decay},
+                {"params": biases, "weight_decay": 0.0},
+            ]
+
+        def clip(optimizer: torch.optim.Optimizer) -> None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.options.max_norm)
+
+        wrapping = Wrapping(param_groups=groups, before_step=clip)
+        return ctx.train_with(model, self.options.base, wrapping=wrapping)
+
+
+@hookimpl
+def register_optimizers(register):
+    register(Clipped)
