@@ -35,14 +35,21 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
-from benchharness import BenchError, Optimizer, PluginOptions, TrainContext, build_plugin
+from benchharness import (
+    BenchError,
+    Optimizer,
+    PluginOptions,
+    PluginTable,
+    TrainContext,
+    build_plugin,
+)
 from benchharness.wrapping import Wrapping, build_torch_optimizer
 from benchharness_plugins.compander_reparam import Companded, compand, export, psi, psi_prime
 
@@ -50,7 +57,7 @@ __all__ = ["Compander", "CompanderOptions", "CompanderRun"]
 
 
 class CompanderOptions(PluginOptions):
-    base: dict[str, Any] = Field(
+    base: Annotated[dict[str, Any], PluginTable("optimizer")] = Field(
         default_factory=lambda: {"name": "sgd"},
         description="the optimizer table that trains v (and learnable a, b), e.g. {name = "
         "'sgd', lr = 0.1, weight_decay = 1e-4, ...}; any wrappable optimizer plugin",
