@@ -66,8 +66,16 @@ QuickOption = Annotated[
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(message, err=True)
+    typer.echo("\n".join(map(_printable, message.split("\n"))), err=True)
     return typer.Exit(code)
+
+
+def _printable(line: str) -> str:
+    """``line`` with unprintable characters escaped: a value quoted from a spec may hold a
+    line separator (U+0085, U+2028, a form feed) that would split a one-line message."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
 
 
 def registry() -> Registry:

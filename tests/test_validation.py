@@ -153,6 +153,13 @@ def test_arrays_nested_500_deep_are_one_line(tmp_path: Path) -> None:
     assert line.startswith("--set model.hidden=[[[") and "nested too deep" in line
 
 
+@pytest.mark.parametrize("separator", ["\x85", "\u2028", "\x0c", "\r"])
+def test_a_quoted_line_separator_stays_on_one_line(tmp_path: Path, separator: str) -> None:
+    # found by the hypothesis test: U+0085 in a quoted value split the message in two
+    (line,) = problems(tmp_path, BASE.replace('name = "digits"', f'name = "a{separator}b"'))
+    assert separator.encode("unicode_escape").decode() in line
+
+
 def test_large_matrix_needs_yes(tmp_path: Path) -> None:
     lrs = ", ".join(str(0.001 * (i + 1)) for i in range(101))
     seeds = ", ".join(str(s) for s in range(100))
