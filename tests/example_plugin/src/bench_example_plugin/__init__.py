@@ -6,7 +6,7 @@ data-aware one (activation-weighted pruning) and an optimizer that wraps another
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field, ValidationInfo, field_validator
@@ -22,6 +22,7 @@ from benchharness import (
     Model,
     Optimizer,
     PluginOptions,
+    PluginTable,
     TrainContext,
     Transform,
     build_plugin,
@@ -208,7 +209,7 @@ class Clipped(Optimizer):
     version = "0.1.0"
 
     class Options(PluginOptions):
-        base: dict[str, Any] = Field(
+        base: Annotated[dict[str, Any], PluginTable("optimizer")] = Field(
             default_factory=lambda: {"name": "sgd"},
             description="the optimizer table to run, e.g. {name = 'sgd', lr = 0.1}",
         )
