@@ -9,12 +9,9 @@ from benchharness.api import (
     CompressorOptions,
     Data,
     Dataset,
-    Evaluation,
     Model,
-    Optimizer,
     Plugin,
     PluginOptions,
-    TrainContext,
     Transform,
     build_plugin,
 )
@@ -22,6 +19,7 @@ from benchharness.compression import Captured, CompressionContext, check_compres
 from benchharness.errors import BenchError, Diverged
 from benchharness.hookspecs import hookimpl
 from benchharness.plugin_tables import PluginTable
+from benchharness.training_api import Evaluation, Optimizer, TrainContext
 
 __version__ = "0.1.0"
 

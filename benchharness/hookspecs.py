@@ -53,7 +53,7 @@ def register_models(register: Register) -> None:
 # ------------------------------------------------------------------------ training
 @hookspec
 def register_optimizers(register: Register) -> None:
-    """Register :class:`benchharness.api.Optimizer` subclasses (training schemes)."""
+    """Register :class:`benchharness.training_api.Optimizer` subclasses (training schemes)."""
 
 
 @hookspec

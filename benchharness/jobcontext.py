@@ -14,10 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from benchharness import augment, datacache, metrics, trained_cache
-from benchharness.api import Compressed, Data, Evaluation, Optimizer, TrainContext
+from benchharness.api import Compressed, Data
 from benchharness.matrix import Job
 from benchharness.plugins import Registry, plugin_versions
 from benchharness.records import CurvePoint
+from benchharness.training_api import Evaluation, Optimizer, TrainContext
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchharness.api import Compressed, Evaluation
+from benchharness.api import Compressed
+from benchharness.training_api import Evaluation
 
 DENSE_BITS_PER_VALUE = 32
 

@@ -12,7 +12,7 @@ from typing import Any
 import pluggy
 from pydantic import ValidationError
 
-from benchharness import api, hookspecs
+from benchharness import api, hookspecs, training_api
 from benchharness.errors import BenchError
 
 ENTRY_POINT_GROUP = "benchharness"
@@ -32,7 +32,7 @@ KINDS: dict[str, type[api.Plugin]] = {
     "dataset": api.Dataset,
     "transform": api.Transform,
     "model": api.Model,
-    "optimizer": api.Optimizer,
+    "optimizer": training_api.Optimizer,
     "compressor": api.Compressor,
 }
 

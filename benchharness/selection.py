@@ -15,9 +15,9 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from benchharness.api import Evaluation
 from benchharness.errors import BenchError
 from benchharness.records import CurvePoint
+from benchharness.training_api import Evaluation
 
 __all__ = ["BestEpoch", "SELECTION_PHASE", "selected_epoch", "validation_indices"]
 

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchharness.api import TrainContext
 from benchharness.errors import BenchError, Diverged
 from benchharness.selection import SELECTION_PHASE, BestEpoch
+from benchharness.training_api import TrainContext
 
 Schedule = Literal["constant", "cosine", "step"]
 
