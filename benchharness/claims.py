@@ -8,14 +8,11 @@ from typing import Any
 from benchharness.keypaths import PathError, has_path, join_path, split_path
 from benchharness.plugins import Registry
 from benchharness.problems import Problems, unknown_key
-from benchharness.records import METRIC_COLUMNS
+from benchharness.records import METRIC_ALIASES, METRIC_COLUMNS
 from benchharness.spec import Spec
 
 __all__ = ["METRIC_ALIASES", "check_claims", "metric_problem"]
 
-# The short names `bench report` accepts for stored columns (its ALIASES; a test keeps
-# the two in step).
-METRIC_ALIASES = ("accuracy", "loss", "flops", "params", "size", "bits", "ratio", "latency", "time")
 # Metrics stored in `extra` under a fixed name (runner.py): the scheme's reference time.
 _EXTRA_METRICS = ("reference_seconds",)
 # Prefixes of `extra` metrics besides plugin names: per-layer activation statistics.

@@ -43,6 +43,21 @@ METRIC_COLUMNS: dict[str, str] = {
     "selected_epoch": "INTEGER",
 }
 
+# Short names for metric columns, accepted by `bench report --objectives` and in claims.
+METRIC_ALIASES: dict[str, str] = {
+    "accuracy": "test_accuracy",
+    "loss": "test_loss",
+    "flops": "flops",
+    "effective_flops": "flops_effective",
+    "total_flops": "flops_total",
+    "params": "params",
+    "size": "size_bits",
+    "bits": "size_bits",
+    "ratio": "compression_ratio",
+    "latency": "latency_b1_median_ms",
+    "time": "train_seconds",
+}
+
 PROVENANCE_COLUMNS: dict[str, str] = {
     "git_commit": "VARCHAR",
     "package_version": "VARCHAR",

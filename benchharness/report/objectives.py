@@ -6,21 +6,9 @@ import dataclasses
 from collections.abc import Sequence
 
 from benchharness.errors import BenchError
-from benchharness.records import METRIC_COLUMNS
+from benchharness.records import METRIC_ALIASES, METRIC_COLUMNS
 
-ALIASES: dict[str, str] = {
-    "accuracy": "test_accuracy",
-    "loss": "test_loss",
-    "flops": "flops",
-    "effective_flops": "flops_effective",
-    "total_flops": "flops_total",
-    "params": "params",
-    "size": "size_bits",
-    "bits": "size_bits",
-    "ratio": "compression_ratio",
-    "latency": "latency_b1_median_ms",
-    "time": "train_seconds",
-}
+ALIASES: dict[str, str] = METRIC_ALIASES
 # Dense FLOPs cannot tell compressed models apart: the defaults see compression.
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("accuracy:max", "flops_effective:min", "size:min")
 NUMERIC_METRICS: tuple[str, ...] = tuple(m for m, t in METRIC_COLUMNS.items() if t != "BOOLEAN")
