@@ -149,6 +149,23 @@ def run(
             help="also rerun the jobs stored as failed (skipped by default)",
         ),
     ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help=literal(
+                "local (this machine's --devices) | ray (one Ray task per job, "
+                "asking for the spec's [resources]; pip install 'benchharness[ray]')"
+            ),
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster to use (auto, ray://host:10001); default: start a local one",
+        ),
+    ] = None,
 ) -> None:
     """Run (or resume) a study: every job of the spec's matrix not yet in the database
     (jobs stored as failed only with --retry-failed)."""
@@ -165,6 +182,14 @@ def run(
             typer.echo(f"{i:>4}/{len(plan)} {describe_job(job)}")
         return
     parsed, jobs = plan.spec, list(plan.jobs())
+    if executor not in ("local", "ray"):
+        raise BenchError(f"--executor: must be local or ray, got '{executor}'")
+    if address is not None and executor != "ray":
+        raise BenchError("--address: only with --executor ray")
+    if executor == "ray":
+        from benchharness.ray_executor import import_ray
+
+        import_ray()  # before anything is written: one line saying how to install it
     device_list = parse_devices(devices)
     timeout_seconds = _timeout_seconds(timeout, parsed.run.get("timeout_minutes"))
     if max_failures is not None and max_failures < 1:
@@ -183,8 +208,13 @@ def run(
         )
         typer.echo(
             f"{parsed.name}: {len(jobs)} jobs, {len(done)} already completed, {skipped}"
-            f"{len(todo)} to run "
-            f"on {', '.join(map(str, device_list))}; results in {db_path}",
+            f"{len(todo)} to run on "
+            + (
+                f"Ray ({address or 'local'}; {_describe_resources(parsed.resources)})"
+                if executor == "ray"
+                else ", ".join(map(str, device_list))
+            )
+            + f"; results in {db_path}",
             err=True,
         )
         if elsewhere:
@@ -199,17 +229,34 @@ def run(
                 raise typer.Exit(1)
             return
         try:
-            records = execute(
-                todo,
-                devices=device_list,
-                save=store.save,
-                data_dir=data_dir or settings.data_dir(),
-                cache_dir=settings.cache_dir(db_path),
-                registry=plugin_registry,
-                progress=StudyProgress(len(todo), len(device_list)),
-                timeout=timeout_seconds,
-                max_failures=max_failures,
-            )
+            if executor == "ray":
+                from benchharness.ray_executor import execute_ray
+
+                records = execute_ray(
+                    todo,
+                    save=store.save,
+                    data_dir=data_dir or settings.data_dir(),
+                    cache_dir=settings.cache_dir(db_path),
+                    registry=plugin_registry,
+                    progress=StudyProgress(len(todo), 1),
+                    timeout=timeout_seconds,
+                    max_failures=max_failures,
+                    address=address,
+                    cpus_per_job=parsed.resources.get("cpus_per_job", 1.0),
+                    gpus_per_job=parsed.resources.get("gpus_per_job", 0.0),
+                )
+            else:
+                records = execute(
+                    todo,
+                    devices=device_list,
+                    save=store.save,
+                    data_dir=data_dir or settings.data_dir(),
+                    cache_dir=settings.cache_dir(db_path),
+                    registry=plugin_registry,
+                    progress=StudyProgress(len(todo), len(device_list)),
+                    timeout=timeout_seconds,
+                    max_failures=max_failures,
+                )
         finally:
             _write_waiting_results(store)
     failed = [r for r in records if r.status != "completed"]
@@ -231,6 +278,11 @@ def run(
         )
     if failed or missing or failed_before:
         raise typer.Exit(1)
+
+
+def _describe_resources(resources: dict[str, Any]) -> str:
+    cpus, gpus = resources.get("cpus_per_job", 1.0), resources.get("gpus_per_job", 0.0)
+    return f"{cpus:g} CPUs" + (f", {gpus:g} GPUs" if gpus else "") + " per job"
 
 
 def _timeout_seconds(option: float | None, spec_minutes: float | None) -> float | None:
