@@ -51,9 +51,31 @@ cpus_per_job = 1
 """
 
 
+DYING_SPEC = SPEC.replace('name = "ray_digits"', 'name = "ray_dying"')
+
+
+def plan(path: Path):
+    return list(plan_jobs(path, get_registry()).jobs())
+
+
 @pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+def dying_job(tmp_path_factory) -> str:
+    """The id of the job whose Ray worker exits (the second job of the ray_dying spec)."""
+    path = tmp_path_factory.mktemp("dying") / "ray_dying.toml"
+    path.write_text(DYING_SPEC)
+    return plan(path)[1].id
+
+
+@pytest.fixture(scope="module")
+def ray_instance(dying_job):
+    # every worker of this instance knows the dying job, so all tests share its workers
+    # (a per-task runtime_env would start fresh ones, seconds each)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {TEST_EXIT_VARIABLE: dying_job}},
+    )
     yield
     ray.shutdown()
 
@@ -89,7 +111,7 @@ def test_concurrency_from_cluster_resources() -> None:
 
 
 def test_same_results_as_the_local_executor(ray_instance, spec, tmp_path, data_dir) -> None:
-    jobs = list(plan_jobs(spec, get_registry()).jobs())
+    jobs = plan(spec)
     local, remote = Store(tmp_path / "local.duckdb"), Store(tmp_path / "ray.duckdb")
     execute(
         jobs,
@@ -113,9 +135,11 @@ def test_same_results_as_the_local_executor(ray_instance, spec, tmp_path, data_d
     assert len(remote.curves(jobs[0].id)) == len(local.curves(jobs[0].id)) > 0
 
 
-def test_dying_worker_fails_only_its_job(ray_instance, spec, tmp_path, data_dir, monkeypatch):
-    jobs = list(plan_jobs(spec, get_registry()).jobs())
-    monkeypatch.setenv(TEST_EXIT_VARIABLE, jobs[1].id)
+def test_dying_worker_fails_only_its_job(ray_instance, dying_job, tmp_path, data_dir) -> None:
+    path = tmp_path / "ray_dying.toml"
+    path.write_text(DYING_SPEC)
+    jobs = plan(path)
+    assert jobs[1].id == dying_job
     store = Store(tmp_path / "bench.duckdb")
     records = run_ray(jobs, store, data_dir)
     status = {r.job_id: r.status for r in records}
@@ -125,18 +149,8 @@ def test_dying_worker_fails_only_its_job(ray_instance, spec, tmp_path, data_dir,
     assert runs.loc[jobs[1].id, "device"] == "ray"
 
 
-def test_timeout_and_max_failures(ray_instance, spec, tmp_path, data_dir) -> None:
-    jobs = list(plan_jobs(spec, get_registry()).jobs())
-    store = Store(tmp_path / "bench.duckdb")
-    records = run_ray(jobs, store, data_dir, timeout=0.001, max_failures=1)
-    # both slots were filled before the first failure; the third job was never submitted
-    assert 1 <= len(records) <= 2
-    assert all(r.status == "failed" and r.error == "timed out after 0.001 s" for r in records)
-    assert len(store.runs()) == len(records)
-
-
 def test_driver_restart_resumes(ray_instance, spec, tmp_path, data_dir, monkeypatch) -> None:
-    jobs = list(plan_jobs(spec, get_registry()).jobs())
+    jobs = plan(spec)
     store = Store(tmp_path / "bench.duckdb")
 
     def save_then_die(record):
@@ -182,3 +196,14 @@ def test_address_needs_the_ray_executor(spec, tmp_path) -> None:
         app, ["run", str(spec), "--address", "auto", "--db", str(tmp_path / "b.duckdb")]
     )
     assert result.exit_code == 2 and "--address: only with --executor ray" in result.output
+
+
+# last: its cancelled tasks take their workers with them
+def test_timeout_and_max_failures(ray_instance, spec, tmp_path, data_dir) -> None:
+    jobs = plan(spec)
+    store = Store(tmp_path / "bench.duckdb")
+    records = run_ray(jobs, store, data_dir, timeout=0.001, max_failures=1)
+    # both slots were filled before the first failure; the third job was never submitted
+    assert 1 <= len(records) <= 2
+    assert all(r.status == "failed" and r.error == "timed out after 0.001 s" for r in records)
+    assert len(store.runs()) == len(records)
