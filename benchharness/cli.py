@@ -256,6 +256,7 @@ def run(
                     progress=StudyProgress(len(todo), len(device_list)),
                     timeout=timeout_seconds,
                     max_failures=max_failures,
+                    jobs_per_device=parsed.resources.get("jobs_per_device", 1),
                 )
         finally:
             _write_waiting_results(store)

@@ -23,7 +23,7 @@ import json
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -119,6 +119,11 @@ class ResourceOptions(_Section):
         ge=0,
         allow_inf_nan=False,
         description="GPUs each job reserves; a fraction (0.25) packs several jobs on one GPU",
+    )
+    jobs_per_device: PositiveInt | Literal["auto"] = Field(
+        1,
+        description="local executor: jobs run at once per device (a worker each, CPU threads "
+        "split between them); auto: as many as fit in a GPU's free memory, 1 on the CPU",
     )
 
 
