@@ -14,7 +14,8 @@ configuration, so the same id is the same job wherever it ran):
 * both failed with different errors: the row here is kept (counted as identical failures).
 
 Imported rows go through the same durable path as ``bench run``: each is appended to the
-journal (fsync'd) and then written to DuckDB, so a kill mid-import loses nothing that was
+journal (fsync'd) before anything else, then written to DuckDB (in batches of
+``SYNC_EVERY``, one transaction each), so a kill mid-import loses nothing that was
 reported imported, and rerunning the import finishes the rest (what is already in is
 skipped as identical).
 """
@@ -37,6 +38,7 @@ from benchharness.store_rows import BASE_COLUMNS, canonical_json
 
 FORMATS = ("parquet", "csv")
 TABLES = ("runs", "curves", "claims")
+SYNC_EVERY = 200  # journal entries written to DuckDB together (each is durable before)
 _MEASURED = [*METRIC_COLUMNS, "extra"]
 _TIMESTAMPS = [name for name, t in PROVENANCE_COLUMNS.items() if t == "TIMESTAMP"]
 _JSON_COLUMNS = {"config", "axes", "extra"} | {
@@ -78,6 +80,7 @@ class ImportReport:
     kept_completed: int = 0
     conflicts: list[tuple[str, str, str]] = field(default_factory=list)
     claims: int = 0
+    waiting: bool = False  # another process held the database: rows wait in the journal
 
     def summary(self) -> str:
         return (
@@ -85,6 +88,12 @@ class ImportReport:
             f"{self.kept_completed} failed ones skipped (completed here), "
             f"{len(self.conflicts)} conflicts (kept the existing row), "
             f"{self.claims} specs' claims imported"
+            + (
+                "; the database is held by another process: the imported rows wait in its"
+                " journal and are written by the next `bench` command"
+                if self.waiting
+                else ""
+            )
         )
 
 
@@ -115,7 +124,9 @@ def _import_one(store: Store, src: duckdb.DuckDBPyConnection, name: str, report:
                 " ORDER BY phase, name, step",
                 [job_id],
             ).fetchall()
-            _save_durably(store, _run_entry(row, curves))
+            store._append(_run_entry(row, curves))  # durable from here on
+            if report.imported % SYNC_EVERY == SYNC_EVERY - 1:
+                store.sync(wait=store.save_wait)
             existing[job_id] = row
             report.imported += 1
         elif verdict == "identical":
@@ -124,6 +135,8 @@ def _import_one(store: Store, src: duckdb.DuckDBPyConnection, name: str, report:
             report.kept_completed += 1
         else:
             report.conflicts.append((job_id, name, verdict))
+    if store.sync() is None:
+        report.waiting = True
     claims = src.execute("SELECT * FROM claims ORDER BY spec_name").fetchall()
     by_spec: dict[str, list[dict[str, Any]]] = {}
     for spec_name, match, metric, value, se, source in claims:
@@ -210,12 +223,6 @@ def _run_entry(row: dict[str, Any], curves: list[tuple]) -> dict[str, Any]:
         "axes": json.loads(row["axes"]) if row.get("axes") else {},
         "curves": [[phase, int(step), name, float(value)] for phase, step, name, value in curves],
     }
-
-
-def _save_durably(store: Store, entry: dict[str, Any]) -> None:
-    """Journal ``entry`` (fsync'd) and write it to DuckDB: the path of ``Store.save``."""
-    store._append(entry)
-    store.sync(wait=store.save_wait)
 
 
 def _existing_rows(store: Store) -> dict[str, dict[str, Any]]:

@@ -81,7 +81,11 @@ def execute_ray(
     study = _Study(save, progress, max_failures)
     started_here = False
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            where = f"--address {address}" if address else "--executor ray"
+            raise BenchError(f"{where}: cannot start or reach Ray ({_one_line(error)})") from None
         started_here = address is None
     running: dict[Any, tuple[Job, float, datetime]] = {}
     try:
@@ -163,9 +167,14 @@ def _result(ray: Any, ref: Any, job: Job, started_at: datetime) -> RunRecord:
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as error:
-        text = str(error).strip()
-        line = next((s for s in text.splitlines() if s.strip()), type(error).__name__)
-        return _failed(job, started_at, f"ray task failed ({type(error).__name__}): {line}")
+        return _failed(
+            job, started_at, f"ray task failed ({type(error).__name__}): {_one_line(error)}"
+        )
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return next((s for s in text.splitlines() if s.strip()), type(error).__name__)
 
 
 def _failed(job: Job, started_at: datetime, error: str) -> RunRecord:
