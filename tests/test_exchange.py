@@ -4,6 +4,9 @@ and imports that go through the journal like `bench run`."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +17,8 @@ from benchharness.cli import app
 from benchharness.exchange import export, import_paths
 from benchharness.store import Store
 from tests.test_store import make_record
+
+BENCH = Path(sys.executable).with_name("bench")
 
 
 def comparable(store: Store) -> pd.DataFrame:
@@ -123,3 +128,31 @@ def test_cli_export_import_and_conflict_exit_code(source: Store, tmp_path: Path)
     assert bad.exit_code == 2 and "--format: must be parquet or csv" in bad.output
     missing = runner.invoke(app, ["import", str(tmp_path / "nope"), "--db", str(other.path)])
     assert missing.exit_code == 2 and "no such database or export directory" in missing.output
+
+
+def test_import_killed_mid_write_loses_nothing(source: Store, tmp_path: Path) -> None:
+    """kill -9 while the imported rows are being committed to DuckDB: they are in the
+    journal already, so the next command has them all, and a rerun finds them identical."""
+    target = tmp_path / "target.duckdb"
+    env = dict(os.environ, BENCH_STORE_TEST_PAUSE="60")
+    process = subprocess.Popen(
+        [str(BENCH), "import", str(source.path), "--db", str(target)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.strip() == "store-hook commit":  # inside the transaction
+                break
+        else:
+            pytest.fail("the import never reached its commit")
+        process.kill()
+    finally:
+        process.kill()
+        process.wait()
+    rebuilt = Store(target, on_notice=lambda _m: None)
+    pd.testing.assert_frame_equal(comparable(rebuilt), comparable(source), check_dtype=False)
+    again = import_paths(rebuilt, [source.path])
+    assert (again.imported, again.identical, again.conflicts) == (0, 4, [])
