@@ -157,6 +157,23 @@ def run(
             help="also rerun the jobs stored as failed (skipped by default)",
         ),
     ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help=literal(
+                "local (this machine's --devices) | ray (one Ray task per job, "
+                "asking for the spec's [resources]; pip install 'benchharness[ray]')"
+            ),
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster to use (auto, ray://host:10001); default: start a local one",
+        ),
+    ] = None,
 ) -> None:
     """Run (or resume) a study: every job of the spec's matrix not yet in the database
     (jobs stored as failed only with --retry-failed)."""
@@ -173,6 +190,14 @@ def run(
             typer.echo(f"{i:>4}/{len(plan)} {describe_job(job)}")
         return
     parsed, jobs = plan.spec, list(plan.jobs())
+    if executor not in ("local", "ray"):
+        raise BenchError(f"--executor: must be local or ray, got '{executor}'")
+    if address is not None and executor != "ray":
+        raise BenchError("--address: only with --executor ray")
+    if executor == "ray":
+        from benchharness.ray_executor import import_ray
+
+        import_ray()  # before anything is written: one line saying how to install it
     device_list = parse_devices(devices)
     timeout_seconds = _timeout_seconds(timeout, parsed.run.get("timeout_minutes"))
     if max_failures is not None and max_failures < 1:
@@ -191,8 +216,13 @@ def run(
         )
         typer.echo(
             f"{parsed.name}: {len(jobs)} jobs, {len(done)} already completed, {skipped}"
-            f"{len(todo)} to run "
-            f"on {', '.join(map(str, device_list))}; results in {db_path}",
+            f"{len(todo)} to run on "
+            + (
+                f"Ray ({address or 'local'}; {_describe_resources(parsed.resources)})"
+                if executor == "ray"
+                else ", ".join(map(str, device_list))
+            )
+            + f"; results in {db_path}",
             err=True,
         )
         if elsewhere:
@@ -207,17 +237,35 @@ def run(
                 raise typer.Exit(1)
             return
         try:
-            records = execute(
-                todo,
-                devices=device_list,
-                save=store.save,
-                data_dir=data_dir or settings.data_dir(),
-                cache_dir=settings.cache_dir(db_path),
-                registry=plugin_registry,
-                progress=StudyProgress(len(todo), len(device_list)),
-                timeout=timeout_seconds,
-                max_failures=max_failures,
-            )
+            if executor == "ray":
+                from benchharness.ray_executor import execute_ray
+
+                records = execute_ray(
+                    todo,
+                    save=store.save,
+                    data_dir=data_dir or settings.data_dir(),
+                    cache_dir=settings.cache_dir(db_path),
+                    registry=plugin_registry,
+                    progress=StudyProgress(len(todo), 1),
+                    timeout=timeout_seconds,
+                    max_failures=max_failures,
+                    address=address,
+                    cpus_per_job=parsed.resources.get("cpus_per_job", 1.0),
+                    gpus_per_job=parsed.resources.get("gpus_per_job", 0.0),
+                )
+            else:
+                records = execute(
+                    todo,
+                    devices=device_list,
+                    save=store.save,
+                    data_dir=data_dir or settings.data_dir(),
+                    cache_dir=settings.cache_dir(db_path),
+                    registry=plugin_registry,
+                    progress=StudyProgress(len(todo), len(device_list)),
+                    timeout=timeout_seconds,
+                    max_failures=max_failures,
+                    jobs_per_device=parsed.resources.get("jobs_per_device", 1),
+                )
         finally:
             _write_waiting_results(store)
     failed = [r for r in records if r.status != "completed"]
@@ -239,6 +287,11 @@ def run(
         )
     if failed or missing or failed_before:
         raise typer.Exit(1)
+
+
+def _describe_resources(resources: dict[str, Any]) -> str:
+    cpus, gpus = resources.get("cpus_per_job", 1.0), resources.get("gpus_per_job", 0.0)
+    return f"{cpus:g} CPUs" + (f", {gpus:g} GPUs" if gpus else "") + " per job"
 
 
 def _timeout_seconds(option: float | None, spec_minutes: float | None) -> float | None:
@@ -282,6 +335,45 @@ def _write_waiting_results(store: Any) -> None:
             f" in {store.journal.path} and are written by the next `bench` command",
             err=True,
         )
+
+
+@app.command()
+@handles_errors
+def export(
+    directory: Annotated[Path, typer.Argument(help="where to write runs, curves and claims")],
+    fmt: Annotated[str, typer.Option("--format", help="parquet | csv")] = "parquet",
+    spec: Annotated[str | None, typer.Option("--spec", help="only this spec name")] = None,
+    db: DbOption = None,
+) -> None:
+    """Write the runs, curves and claims (of one spec) as Parquet or CSV files for sharing."""
+    from benchharness.exchange import export as export_tables
+    from benchharness.store import Store
+
+    counts = export_tables(Store(settings.db_path(db)), directory, fmt, spec)
+    typer.echo(
+        f"wrote {counts['runs']} runs, {counts['curves']} curve points and {counts['claims']}"
+        f" claims to {directory}"
+    )
+
+
+@app.command(name="import")
+@handles_errors
+@sigterm_as_interrupt()
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="databases (.duckdb) or export dirs")],
+    db: DbOption = None,
+) -> None:
+    """Merge other databases or exports into this one by job id: identical results are
+    skipped, conflicting ones listed (the existing row is kept). Exit 1 on a conflict."""
+    from benchharness.exchange import import_paths
+    from benchharness.store import Store
+
+    result = import_paths(Store(settings.db_path(db)), paths)
+    typer.echo(result.summary())
+    for job_id, source, what in result.conflicts:
+        typer.echo(f"  conflict {job_id} from {source}: {what}", err=True)
+    if result.conflicts:
+        raise typer.Exit(1)
 
 
 @app.command()

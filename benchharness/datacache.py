@@ -76,6 +76,17 @@ def prepare(configs: list[dict[str, Any]], registry: Registry, data_dir: Path) -
         _held_out(config, registry, data_dir)
 
 
+def dataset_key(config: dict[str, Any]) -> str:
+    """What identifies a job's dataset before transforms: its dataset and data sections."""
+    return _key(config["dataset"], config.get("data") or {})
+
+
+def remember_dataset(config: dict[str, Any], data: Data) -> None:
+    """Use ``data`` as ``config``'s dataset (after its data section) in this process: a
+    worker handed the dataset (e.g. from Ray's object store) need not load it again."""
+    _remember(dataset_key(config), data)
+
+
 def load_dataset(config: dict[str, Any], registry: Registry, data_dir: Path) -> Data:
     """The job's dataset after its `data` section's subsets, before the validation split
     and any transform."""

@@ -81,6 +81,7 @@ def execute(
     progress: StudyProgress | None = None,
     timeout: float | None = None,
     max_failures: int | None = None,
+    jobs_per_device: int | str = 1,
 ) -> list[RunRecord]:
     """Run ``jobs``, calling ``save(record)`` for each as soon as it finishes; return the
     records in the order they finished.
@@ -93,11 +94,14 @@ def execute(
     with a timeout even a single device runs its jobs in a worker process (which sees
     installed plugins only, not ones registered in this process). Once ``max_failures``
     jobs have failed no new job starts; the running ones finish, the others get no
-    record (fewer records than jobs).
+    record (fewer records than jobs). ``jobs_per_device`` (a positive int or ``auto``)
+    runs that many jobs at once on each device, one worker each (:mod:`.packing`).
     """
     registry = registry or get_registry()
     datacache.prepare([job.config for job in jobs], registry, data_dir)
     preflight.check_jobs(jobs, registry, data_dir)  # data-dependent spec checks
+    if jobs_per_device != 1:
+        devices = _pack(jobs, devices, jobs_per_device, registry, data_dir)
     progress = progress or StudyProgress(len(jobs), len(devices))
     study = _Study(save, progress, max_failures)
     threads = threads_per_worker(len(devices))
@@ -109,6 +113,31 @@ def execute(
         return study.records
     finally:
         progress.close()
+
+
+def _pack(
+    jobs: list[Job],
+    devices: list[torch.device],
+    jobs_per_device: int | str,
+    registry: Registry,
+    data_dir: Path,
+) -> list[torch.device]:
+    """The devices repeated once per job slot (:func:`benchharness.packing.slots`)."""
+    from benchharness import packing
+
+    gpus = any(device.type == "cuda" for device in devices)
+    job_bytes = (
+        packing.largest_job_footprint(jobs, registry, data_dir)
+        if jobs_per_device == "auto" and gpus
+        else 0
+    )
+    return packing.slots(
+        devices,
+        jobs_per_device,
+        cpu_threads=torch.get_num_threads(),
+        free_memory=packing.cuda_free_memory,
+        job_bytes=job_bytes,
+    )
 
 
 class _Study:

@@ -56,7 +56,7 @@ __all__ = [
 # Sections of a job's configuration, in the order of the pipeline.
 CONFIG_SECTIONS = ("dataset", "data", "transform", "model", "optimizer", "compressor", "measure")
 # Sections that configure the spec itself rather than a job.
-SPEC_SECTIONS = ("name", "description", "matrix", "quick", "claims", "run")
+SPEC_SECTIONS = ("name", "description", "matrix", "quick", "claims", "run", "resources")
 MATRIX_KEYWORDS = ("seeds", "include", "exclude")
 # Deepest nesting of arrays and tables a spec may have (a real one needs about 6).
 MAX_DEPTH = 32
@@ -185,6 +185,26 @@ class RunOptions(_Section):
     )
 
 
+class ResourceOptions(_Section):
+    """``[resources]``: what each job asks a cluster scheduler for (``bench run --executor
+    ray``). Like ``[run]``, not part of any job's configuration."""
+
+    cpus_per_job: float = Field(
+        1.0, gt=0, allow_inf_nan=False, description="CPU cores each job reserves (and its threads)"
+    )
+    gpus_per_job: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="GPUs each job reserves; a fraction (0.25) packs several jobs on one GPU",
+    )
+    jobs_per_device: PositiveInt | Literal["auto"] = Field(
+        1,
+        description="local executor: jobs run at once per device (a worker each, CPU threads "
+        "split between them); auto: as many as fit in a GPU's free memory, 1 on the CPU",
+    )
+
+
 class Claim(_Section):
     """A published number to compare against: ``[[claims]]``."""
 
@@ -216,6 +236,7 @@ class Spec:
     overrides: tuple[str, ...] = ()
     quick: bool = False
     run: dict[str, Any] = dataclasses.field(default_factory=dict)  # [run], validated
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict)  # [resources]
 
     @property
     def base(self) -> dict[str, Any]:
@@ -314,6 +335,7 @@ def read_spec(
             seeds=seeds,
             claims=_read_claims(doc.get("claims", []), problems),
             run=_read_run(doc.get("run", {}), problems),
+            resources=_read_resources(doc.get("resources", {}), problems),
             overrides=tuple(overrides),
             quick=quick,
         ),
@@ -464,4 +486,9 @@ def _read_claims(claims: Any, problems: Problems) -> list[dict[str, Any]]:
 
 def _read_run(table: Any, problems: Problems) -> dict[str, Any]:
     valid = validate(problems, "run", RunOptions, table, what="[run]")
+    return {} if valid is None else valid.model_dump(mode="json")
+
+
+def _read_resources(table: Any, problems: Problems) -> dict[str, Any]:
+    valid = validate(problems, "resources", ResourceOptions, table, what="[resources]")
     return {} if valid is None else valid.model_dump(mode="json")
