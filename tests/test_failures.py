@@ -324,7 +324,7 @@ def test_bad_failure_options_are_one_line(tmp_path: Path, args: list[str], messa
 
 
 def test_the_timeout_option_wins_over_the_spec() -> None:
-    from benchharness.cli import _timeout_seconds
+    from benchharness.cli.run import _timeout_seconds
 
     assert _timeout_seconds(None, None) is None
     assert _timeout_seconds(None, 2) == 120  # [run] timeout_minutes = 2
