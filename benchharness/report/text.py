@@ -11,7 +11,7 @@ import pandas as pd
 
 from benchharness.errors import BenchError
 from benchharness.keypaths import short
-from benchharness.report.units import Unit, plus_minus, unit_for
+from benchharness.report.units import Unit, missing, plus_minus, unit_for
 
 FORMATS: tuple[str, ...] = ("table", "csv", "json", "markdown")
 
@@ -141,7 +141,7 @@ def _display(
         # "simulated" when only the bit model counts it (e.g. masks kept dense)
         cells = [
             ""
-            if _missing(r) or _missing(c) or float(c) == 1.0
+            if missing(r) or missing(c) or float(c) == 1.0
             else ("realised" if bool(r) else "simulated")
             for r, c in zip(df["realised"], df["compression_ratio_mean"], strict=True)
         ]
@@ -205,7 +205,7 @@ def _is_number(column: pd.Series) -> bool:
 
 
 def _plain(value: Any) -> str:
-    if _missing(value):
+    if missing(value):
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -222,20 +222,11 @@ def _plain(value: Any) -> str:
 
 
 def _true(value: Any) -> bool:
-    return not _missing(value) and bool(value)
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
+    return not missing(value) and bool(value)
 
 
 def _json_value(value: Any) -> Any:
-    if _missing(value):
+    if missing(value):
         return None
     if hasattr(value, "item") and not isinstance(value, str):
         try:
