@@ -115,11 +115,11 @@ def test_members_can_have_their_own_data(mnist):
     fused = fuse(models)
     losses, _ = train_fused(
         fused,
-        [_run(m, d) for m, d in zip(MEMBERS, datas, strict=True)],
+        [_run(m, d) for m, d in zip(MEMBERS[:2], datas, strict=True)],
         epochs=EPOCHS,
         batch_size=BATCH,
     )
-    for i, (member, data) in enumerate(zip(MEMBERS, datas, strict=True)):
+    for i, (member, data) in enumerate(zip(MEMBERS[:2], datas, strict=True)):
         alone, logs = _alone(copy.deepcopy(models[i]), member, data)
         for expected, actual in zip(alone.parameters(), unfuse(fused)[i].parameters(), strict=True):
             torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
