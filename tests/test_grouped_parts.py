@@ -106,6 +106,8 @@ def test_models_of_one_architecture_are_fusible():
         (lambda: [nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))] * 2, "BatchNorm1d"),
         (lambda: [nn.Sequential(nn.Linear(4, 4), nn.Dropout())] * 2, "Dropout"),
         (lambda: [], "no models"),
+        (lambda: [nn.Sequential(nn.Conv2d(1, 2, 3), nn.Linear(4, 4))] * 2, "before the flatten"),
+        (lambda: [nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.MaxPool2d(2))] * 2, "after"),
     ],
 )
 def test_fusibility_rejects_different_shapes_and_unsupported_layers(models, expected):

@@ -60,7 +60,21 @@ def chain_of(model: nn.Module) -> list[Step]:
         previous = node
     if not any(s.kind in ("conv", "linear") for s in steps):
         raise BenchError("grouped: the model has no Conv2d or Linear layer")
+    _check_phases(steps)
     return steps
+
+
+def _check_phases(steps: list[Step]) -> None:
+    """Convolutions and pooling only on images, linear layers only on flat features."""
+    images = steps[0].kind == "conv"  # as FusedNet.forward lays its input out
+    for step in steps:
+        pooling = isinstance(step.module, nn.MaxPool2d | nn.AvgPool2d)
+        if step.kind == "flatten":
+            images = False
+        elif images and step.kind == "linear":
+            raise BenchError(f"grouped: {step.name} is a Linear layer before the flatten")
+        elif not images and (step.kind == "conv" or pooling):
+            raise BenchError(f"grouped: {step.name} works on images after the flatten")
 
 
 def _step(node: fx.Node, modules: dict[str, nn.Module]) -> Step:
