@@ -10,7 +10,7 @@ import torch
 from fakes import FakeContext
 
 from benchharness import Data, Diverged
-from benchharness.grouped import MemberRun, evaluate_members, fuse, train_fused, unfuse
+from benchharness.grouped import MemberRun, evaluate_members, fuse, member_run, train_fused, unfuse
 from benchharness_plugins.datasets import MNIST
 from benchharness_plugins.models import CompressedNet, LeNet5, LeNet300Model
 from benchharness_plugins.optimizers import SGD
@@ -50,16 +50,8 @@ def _options(member: dict) -> SGD.Options:
 
 
 def _run(member: dict, data: Data) -> MemberRun:
-    o = _options(member)
-    return MemberRun(
-        data.train_x,
-        data.train_y,
-        torch.Generator().manual_seed(member["seed"]),
-        o.lr_for_epoch(),
-        momentum=o.momentum,
-        weight_decay=o.weight_decay,
-        nesterov=o.nesterov,
-    )
+    generator = torch.Generator().manual_seed(member["seed"])
+    return member_run(_options(member), data.train_x, data.train_y, generator)
 
 
 def _alone(model, member: dict, data: Data) -> tuple[torch.nn.Module, list[dict]]:

@@ -17,7 +17,7 @@ from benchharness.grouped.chain import chain_of, check_fusible, fusible_reason
 from benchharness.grouped.fused_net import FusedNet, fuse, unfuse
 from benchharness.grouped.optimizer import FusedSGD
 from benchharness.grouped.precision import PRECISIONS, autocast, autocast_dtype
-from benchharness.grouped.train import MemberRun, evaluate_members, train_fused
+from benchharness.grouped.train import MemberRun, evaluate_members, member_run, train_fused
 
 __all__ = [
     "PRECISIONS",
@@ -31,6 +31,7 @@ __all__ = [
     "evaluate_members",
     "fuse",
     "fusible_reason",
+    "member_run",
     "train_fused",
     "unfuse",
 ]

@@ -16,7 +16,7 @@ from benchharness.grouped.fused_net import FusedNet, member_slice
 from benchharness.grouped.optimizer import FusedSGD
 from benchharness.grouped.precision import autocast, grad_scaler
 
-__all__ = ["EpochHook", "MemberRun", "evaluate_members", "train_fused"]
+__all__ = ["EpochHook", "MemberRun", "evaluate_members", "member_run", "train_fused"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,21 @@ class MemberRun:
     momentum: float = 0.0
     weight_decay: float = 0.0
     nesterov: bool = False
+
+
+def member_run(options, train_x: Tensor, train_y: Tensor, generator: torch.Generator) -> MemberRun:
+    """The :class:`MemberRun` of a job trained by the ``sgd`` plugin with ``options``
+    (its validated ``Options``: ``lr_for_epoch()``, ``momentum``, ``weight_decay``,
+    ``nesterov``) on its data, drawing batches from ``generator`` (its context's)."""
+    return MemberRun(
+        train_x,
+        train_y,
+        generator,
+        options.lr_for_epoch(),
+        momentum=float(options.momentum),
+        weight_decay=float(options.weight_decay),
+        nesterov=bool(options.nesterov),
+    )
 
 
 #: ``hook(epoch, losses, lrs)`` after each epoch (from 0): every member's mean training
