@@ -191,7 +191,6 @@ def test_the_probe_decides_by_the_measured_ratio_and_leaves_rngs_alone():
     assert always.fuse and always.ratio > 0
     assert always.ratio == pytest.approx(always.sequential_seconds / always.fused_seconds)
     assert decide(models, x, y, batch_size=8, min_ratio=0.0) is always  # cached
-    clear_decisions()
     never = decide(models, x, y, batch_size=8, min_ratio=float("inf"), steps=1, repeats=1)
     assert not never.fuse and never.ratio is not None and "not" in never.reason
     clear_decisions()

@@ -71,8 +71,8 @@ def decide(
     least ``min_ratio`` times faster, so the default margin keeps noise from choosing a
     slower path. Rounds stop early, after the first, once ``budget_seconds`` have gone
     into measuring (warm-up included). Results are cached per (architecture, parameter
-    shapes, member count, batch size, precision, device, input shape, torch threads) for
-    the process; see :func:`clear_decisions`.
+    shapes, member count, batch size, precision, device, input shape, torch threads,
+    ``min_ratio``) for the process; see :func:`clear_decisions`.
     """
     if not enabled:
         return Decision(False, "grouping is turned off")
@@ -91,6 +91,7 @@ def decide(
         str(device),
         tuple(train_x.shape[1:]),
         torch.get_num_threads(),
+        min_ratio,
     )
     if key not in _DECISIONS:
         _DECISIONS[key] = _measure(
