@@ -1,0 +1,176 @@
+"""M models of one architecture as one module with stacked parameters.
+
+Layout inside the fused forward pass:
+
+* convolution phase: ``(B, M·C, H, W)`` — member ``i`` owns channels ``[i·C, (i+1)·C)``;
+  a member's ``Conv2d`` becomes one grouped convolution over all members;
+* fully connected phase: ``(M, B, F)``; a member's ``Linear`` becomes one ``baddbmm``;
+* activations and pooling act per channel or elementwise, so one shared module serves
+  every member.
+
+Every fused parameter is stacked member-major along dimension 0 (its first
+``shape[0] // M`` rows belong to member 0, the next to member 1, ...), which is what
+:class:`~benchharness.grouped.optimizer.FusedSGD` relies on for per-member settings.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from benchharness.grouped.chain import Step, chain_of, check_fusible
+
+__all__ = ["FusedNet", "fuse", "unfuse"]
+
+
+class FusedNet(nn.Module):
+    """Members of one chain architecture trained as one module (see the module doc).
+
+    ``forward`` takes ``(M, B, *input_shape)`` — member ``i``'s batch at index ``i`` —
+    and returns logits ``(M, B, classes)``. Build it with :func:`fuse`.
+    """
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        check_fusible(models)
+        self.members = len(models)
+        self.channels_last = False  # set by use_channels_last()
+        # The architecture for unfuse, held in a tuple so that it is not a submodule (its
+        # weights are not parameters of the fused model).
+        self._template = (copy.deepcopy(models[0]).cpu(),)
+        self.steps: list[Step] = chain_of(self._template[0])
+        self._order: list[Step] | None = None
+        self.stacked = nn.ParameterDict()
+        # member parameter name -> (fused key, how to stack)
+        self.origin: dict[str, tuple[str, str]] = {}
+        self.shared = nn.ModuleDict()
+        for step in self.steps:
+            key = (step.name or "flatten").replace(".", "_")
+            if step.kind == "shared":
+                self.shared[key] = copy.deepcopy(step.module)
+            if step.kind not in ("conv", "linear"):
+                continue
+            for pname in ("weight", "bias"):
+                if getattr(step.module, pname) is None:
+                    continue
+                full = f"{step.name}.{pname}"
+                tensors = [dict(m.named_parameters())[full].detach() for m in models]
+                how = step.kind if pname == "weight" else f"{step.kind}_bias"
+                self.stacked[f"{key}__{pname}"] = nn.Parameter(_stack(tensors, how))
+                self.origin[full] = (f"{key}__{pname}", how)
+
+    @property
+    def order(self) -> list[Step]:
+        """The steps as the fused forward runs them: ``steps``, except that a ReLU
+        followed by a max-pool runs after it. max(relu(x)) = relu(max(x)) exactly, with the
+        same gradients (ReLU is non-decreasing, and ties it creates are at 0, where its
+        gradient is 0), and the ReLU then touches a quarter of the values — on M members'
+        activations, which no longer fit the caches, that is a large part of a step."""
+        if self._order is None:
+            order = list(self.steps)
+            for i in range(len(order) - 1):
+                a, b = order[i], order[i + 1]
+                if isinstance(a.module, nn.ReLU) and isinstance(b.module, nn.MaxPool2d):
+                    order[i], order[i + 1] = b, a
+            self._order = order
+        return self._order
+
+    def use_channels_last(self, enabled: bool = True) -> FusedNet:
+        """Hold convolution weights and activations channels-last (NHWC), which makes
+        grouped convolutions faster on CPUs; the values computed are the same."""
+        fmt = torch.channels_last if enabled else torch.contiguous_format
+        for param in self.stacked.values():
+            if param.dim() == 4:
+                param.data = param.data.contiguous(memory_format=fmt)
+        self.channels_last = enabled
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        m, b = x.shape[0], x.shape[1]
+        conv_phase = self.order[0].kind == "conv"
+        if conv_phase:
+            x = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:])
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        for step in self.order:
+            key = (step.name or "flatten").replace(".", "_")
+            if step.kind == "conv":
+                x = _grouped_conv(x, step.module, self.stacked, key, m)
+            elif step.kind == "linear":
+                weight = self.stacked[f"{key}__weight"]
+                bias = self.stacked.get(f"{key}__bias")
+                w = weight.transpose(1, 2)
+                x = torch.baddbmm(bias, x, w) if bias is not None else torch.bmm(x, w)
+            elif step.kind == "flatten":
+                if conv_phase:
+                    x = x.reshape(b, m, -1).transpose(0, 1)
+                    conv_phase = False
+                else:
+                    x = x.flatten(2)
+            else:
+                x = self.shared[key](x)
+        return x
+
+
+def _stack(tensors: list[Tensor], how: str) -> Tensor:
+    if how == "conv" or how == "conv_bias":
+        return torch.cat(tensors, dim=0).clone()  # (M·Cout, Cin/g, kh, kw) / (M·Cout,)
+    if how == "linear":
+        return torch.stack(tensors).clone()  # (M, out, in)
+    return torch.stack(tensors).unsqueeze(1).clone()  # linear bias: (M, 1, out)
+
+
+def _grouped_conv(x: Tensor, conv: nn.Conv2d, stacked: nn.ParameterDict, key: str, m: int):
+    bias = stacked.get(f"{key}__bias")
+    return F.conv2d(
+        x,
+        stacked[f"{key}__weight"],
+        bias,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups * m,
+    )
+
+
+def fuse(models: Sequence[nn.Module]) -> FusedNet:
+    """One :class:`FusedNet` holding copies of ``models``' parameters, on their device.
+
+    ``models`` must pass :func:`~benchharness.grouped.chain.fusible_reason` (else
+    :class:`~benchharness.errors.BenchError`). The models are not modified, and the
+    fused module shares no storage with them. For every member ``i`` and input batch
+    ``x`` of it, ``fuse(models)(X)[i]`` equals ``models[i](x)`` up to floating-point
+    rounding when ``X[i] = x``.
+    """
+    return FusedNet(models)
+
+
+def unfuse(fused: FusedNet) -> list[nn.Module]:
+    """The members of ``fused`` as ordinary models (the original class and layer names)
+    holding copies of its current parameter values, in member order, on its device and
+    in the members' original parameter layout (contiguous). Member ``i``'s output equals
+    ``fused(X)[i]`` up to floating-point rounding."""
+    models = []
+    device = next(fused.parameters()).device
+    for i in range(fused.members):
+        model = copy.deepcopy(fused._template[0]).to(device)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                key, how = fused.origin[name]
+                param.copy_(member_slice(fused.stacked[key], i, fused.members, how))
+        models.append(model)
+    return models
+
+
+def member_slice(stacked: Tensor, index: int, members: int, how: str) -> Tensor:
+    """Member ``index``'s part of a stacked parameter, in the member's own shape."""
+    if how.startswith("conv"):
+        rows = stacked.shape[0] // members
+        return stacked[index * rows : (index + 1) * rows]
+    if how == "linear":
+        return stacked[index]
+    return stacked[index, 0]
