@@ -22,6 +22,7 @@ from benchharness.ray_executor import TEST_EXIT_VARIABLE, concurrency, execute_r
 from benchharness.store import Store
 
 ray = pytest.importorskip("ray")
+Cluster = pytest.importorskip("ray.cluster_utils").Cluster
 
 SPEC = """
 name = "ray_digits"
@@ -70,14 +71,22 @@ def dying_job(tmp_path_factory) -> str:
 def ray_instance(dying_job):
     # every worker of this instance knows the dying job, so all tests share its workers
     # (a per-task runtime_env would start fresh ones, seconds each)
+    # two nodes of one CPU each (ray's test cluster: real raylets on this machine), so
+    # jobs are spread over nodes as on a cluster
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+    )
+    cluster.add_node(num_cpus=1)
     ray.init(
-        num_cpus=2,
-        include_dashboard=False,
+        address=cluster.address,
         log_to_driver=False,
         runtime_env={"env_vars": {TEST_EXIT_VARIABLE: dying_job}},
     )
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     yield
     ray.shutdown()
+    cluster.shutdown()
 
 
 @pytest.fixture
