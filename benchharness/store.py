@@ -280,16 +280,17 @@ class Store:
         if not self.path.exists() and not self.journal.exists():
             raise BenchError(f"no results database at {self.path}; run `bench run SPEC` first")
         if not self._schema_ok and sync_first:
-            behind = not self.path.exists()
-            if not behind:
+            if self.path.exists():
                 with self._open(read_only=True) as con:
                     behind = bool(pending_migrations(con, self.path))
                     behind = behind or self._applied_offset(con) < self.journal.size()
+                    if not behind:  # up to date: read on the connection that checked
+                        self._schema_ok = True
+                        yield con
+                        return
             # an older schema, or results waiting in the journal: bring it up to date first
-            if behind and self.sync(wait=self.save_wait) is None and not self.path.exists():
+            if self.sync(wait=self.save_wait) is None and not self.path.exists():
                 raise DatabaseLocked(_locked_message(self.path, self.lock_timeout))
-            if not behind:
-                self._schema_ok = True
         with self._open(read_only=True) as con:
             yield con
 

@@ -138,7 +138,8 @@ def _query_summary(
     else:
         axis_order = "".join(f", {quote_ident(name)}" for name, _ in axes)
         sql += f"\nORDER BY spec_name, quick{axis_order}, config_id"
-    return store.query(sql, params * 2), chosen, axes
+    uses = 2 if claim_metrics else 1  # the claims' part filters the runs a second time
+    return store.query(sql, params * uses), chosen, axes
 
 
 def summary_sql(
@@ -183,7 +184,12 @@ def summary_sql(
             "count(*) FILTER (WHERE status = 'failed') AS failed",
             f"bool_and(compression_realised) FILTER (WHERE {done}) AS realised",
             *metric_cols,
-            f"coalesce(any_value(config) FILTER (WHERE {done}), any_value(config)) AS config",
+            # the config JSON only serves matching claims: not aggregated without any
+            *(
+                [f"coalesce(any_value(config) FILTER (WHERE {done}), any_value(config)) AS config"]
+                if claim_metrics
+                else []
+            ),
         ]
     )
 
@@ -204,7 +210,7 @@ def summary_sql(
         keep += [q(m + "_mean"), q(m + "_se")]
     keep_sql = ", ".join(f"f.{col}" for col in keep)
 
-    return f"""
+    head = f"""
 WITH agg AS (
   SELECT {grouped}
   FROM runs WHERE {where}
@@ -212,7 +218,12 @@ WITH agg AS (
 ),
 front AS (
 {front_sql("agg", chosen)}
-),
+)"""
+    if not claim_metrics:
+        return (
+            f"{head}\nSELECT f.spec_name, f.config_id, f.quick, {keep_sql}, f.on_front FROM front f"
+        )
+    return f"""{head},
 claim_list AS (
   SELECT row_number() OVER (ORDER BY spec_name, metric, match::VARCHAR) AS cid,
          spec_name, match, value, se,
