@@ -43,7 +43,7 @@ from benchharness.store_rows import (
     transaction,
 )
 
-__all__ = ["BASE_COLUMNS", "SaveOutcome", "Store", "canonical_json", "quote_ident"]
+__all__ = ["BASE_COLUMNS", "SaveOutcome", "Store", "StoreReader", "canonical_json", "quote_ident"]
 
 SaveOutcome = Literal["saved", "kept_completed", "journaled"]
 """What ``Store.save`` did: stored the record; kept an earlier completed row because the
@@ -215,6 +215,15 @@ class Store:
         with self._read() as con:
             return run_sandboxed(con, sql, params)
 
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[StoreReader]:
+        """One read-only connection for the several queries of one report (each
+        ``query`` opens its own). Waiting journal entries are brought in first, like any
+        read; keep the block short, since the open connection keeps a writer (``bench
+        run``) from writing: its results wait in the journal meanwhile."""
+        with self._read() as con:
+            yield StoreReader(self.path, con)
+
     # ---------------------------------------------------------------- recovery
 
     def recover(self) -> str:
@@ -271,16 +280,17 @@ class Store:
         if not self.path.exists() and not self.journal.exists():
             raise BenchError(f"no results database at {self.path}; run `bench run SPEC` first")
         if not self._schema_ok and sync_first:
-            behind = not self.path.exists()
-            if not behind:
+            if self.path.exists():
                 with self._open(read_only=True) as con:
                     behind = bool(pending_migrations(con, self.path))
                     behind = behind or self._applied_offset(con) < self.journal.size()
+                    if not behind:  # up to date: read on the connection that checked
+                        self._schema_ok = True
+                        yield con
+                        return
             # an older schema, or results waiting in the journal: bring it up to date first
-            if behind and self.sync(wait=self.save_wait) is None and not self.path.exists():
+            if self.sync(wait=self.save_wait) is None and not self.path.exists():
                 raise DatabaseLocked(_locked_message(self.path, self.lock_timeout))
-            if not behind:
-                self._schema_ok = True
         with self._open(read_only=True) as con:
             yield con
 
@@ -318,6 +328,22 @@ class Store:
                 if time.monotonic() >= deadline:
                     raise DatabaseLocked(_locked_message(self.path, wait)) from None
                 time.sleep(0.05)
+
+
+class StoreReader:
+    """Internal (report) queries on one read-only connection of :meth:`Store.reader`;
+    unlike :meth:`Store.query` not sandboxed, so only for SQL the harness writes."""
+
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection):
+        self.path = path
+        self._con = con
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run one query; any DuckDB error is a BenchError."""
+        try:
+            return self._con.execute(sql, params or []).df()
+        except duckdb.Error as error:
+            raise BenchError(f"SQL error: {_one_line(error)}") from None
 
 
 def test_pause(point: str, *, sleep: bool = True) -> None:

@@ -4,6 +4,7 @@ Pareto flag and matching claims, computed in one DuckDB query."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -11,6 +12,7 @@ from benchharness.errors import BenchError
 from benchharness.report.columns import (
     NUMBER_TYPES,
     PATH_OF_KEY,
+    Source,
     axes_of,
     filter_sql,
     json_key,
@@ -52,6 +54,40 @@ def summarize(
     """
     specs = [spec] if isinstance(spec, str) else list(spec or [])
     where, params = filter_sql(specs, include_quick)
+    with store.reader() as db:  # one read connection for every query of the report
+        df, chosen, axes = _query_summary(
+            db, specs, where, params, objectives, pareto, include_quick, metrics, replicate_axes
+        )
+    objective_metrics = [o.metric for o in chosen]
+    if len(chosen) != 2:
+        df["on_front"] = mark_front(df, chosen).to_numpy()
+        if pareto:
+            df = df[df["on_front"]].sort_values(
+                ["spec_name", "quick", objective_metrics[0] + "_mean", "config_id"],
+                ascending=[True, True, not chosen[0].maximize, True],
+                kind="stable",
+            )
+            df = df.reset_index(drop=True)
+    if "failed" in df and not (df["failed"] > 0).any():
+        df = df.drop(columns="failed")
+    df.attrs["axes"] = [name for name, _ in axes]
+    df.attrs["objectives"] = [str(o) for o in chosen]
+    return df
+
+
+def _query_summary(
+    store: Source,
+    specs: list[str],
+    where: str,
+    params: list[Any],
+    objectives: str | Sequence[str] | None,
+    pareto: bool,
+    include_quick: bool,
+    metrics: Sequence[str] | None,
+    replicate_axes: Sequence[str],
+) -> tuple[pd.DataFrame, list[Objective], list[tuple[str, str | None]]]:
+    """The summary query of :func:`summarize` and the ones it needs first; returns the
+    rows, the objectives and the axes shown."""
     count, claim_metrics = runs_and_claim_metrics(store, where, params)
     if count == 0:
         what = f" of spec {', '.join(specs)}" if specs else ""
@@ -102,21 +138,8 @@ def summarize(
     else:
         axis_order = "".join(f", {quote_ident(name)}" for name, _ in axes)
         sql += f"\nORDER BY spec_name, quick{axis_order}, config_id"
-    df = store.query(sql, params * 2)
-    if len(chosen) != 2:
-        df["on_front"] = mark_front(df, chosen).to_numpy()
-        if pareto:
-            df = df[df["on_front"]].sort_values(
-                ["spec_name", "quick", objective_metrics[0] + "_mean", "config_id"],
-                ascending=[True, True, not chosen[0].maximize, True],
-                kind="stable",
-            )
-            df = df.reset_index(drop=True)
-    if "failed" in df and not (df["failed"] > 0).any():
-        df = df.drop(columns="failed")
-    df.attrs["axes"] = [name for name, _ in axes]
-    df.attrs["objectives"] = [str(o) for o in chosen]
-    return df
+    uses = 2 if claim_metrics else 1  # the claims' part filters the runs a second time
+    return store.query(sql, params * uses), chosen, axes
 
 
 def summary_sql(
@@ -161,7 +184,12 @@ def summary_sql(
             "count(*) FILTER (WHERE status = 'failed') AS failed",
             f"bool_and(compression_realised) FILTER (WHERE {done}) AS realised",
             *metric_cols,
-            f"coalesce(any_value(config) FILTER (WHERE {done}), any_value(config)) AS config",
+            # the config JSON only serves matching claims: not aggregated without any
+            *(
+                [f"coalesce(any_value(config) FILTER (WHERE {done}), any_value(config)) AS config"]
+                if claim_metrics
+                else []
+            ),
         ]
     )
 
@@ -182,7 +210,7 @@ def summary_sql(
         keep += [q(m + "_mean"), q(m + "_se")]
     keep_sql = ", ".join(f"f.{col}" for col in keep)
 
-    return f"""
+    head = f"""
 WITH agg AS (
   SELECT {grouped}
   FROM runs WHERE {where}
@@ -190,7 +218,12 @@ WITH agg AS (
 ),
 front AS (
 {front_sql("agg", chosen)}
-),
+)"""
+    if not claim_metrics:
+        return (
+            f"{head}\nSELECT f.spec_name, f.config_id, f.quick, {keep_sql}, f.on_front FROM front f"
+        )
+    return f"""{head},
 claim_list AS (
   SELECT row_number() OVER (ORDER BY spec_name, metric, match::VARCHAR) AS cid,
          spec_name, match, value, se,

@@ -10,7 +10,9 @@ import pandas as pd
 
 from benchharness.records import METRIC_COLUMNS
 from benchharness.report.objectives import ALIASES, NUMERIC_METRICS
-from benchharness.store import BASE_COLUMNS, Store, quote_ident
+from benchharness.store import BASE_COLUMNS, Store, StoreReader, quote_ident
+
+Source = Store | StoreReader  # anything with .query(sql, params) -> DataFrame
 
 NUMBER_TYPES = "('UBIGINT', 'BIGINT', 'DOUBLE')"
 # JSON path of the top-level key in SQL column `key` (keys may contain dots)
@@ -27,7 +29,7 @@ def filter_sql(specs: list[str], include_quick: bool) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-def numeric_extras(store: Store, where: str, params: list[Any]) -> list[str]:
+def numeric_extras(store: Source, where: str, params: list[Any]) -> list[str]:
     df = store.query(
         f"""WITH entries AS (
                 SELECT key, json_type(extra, {PATH_OF_KEY}) AS type
@@ -53,7 +55,7 @@ def metric_expr(metric: str, extras: Sequence[str]) -> str:
 
 
 def measured_metrics(
-    store: Store,
+    store: Source,
     where: str,
     params: list[Any],
     extras: list[str],
@@ -70,7 +72,7 @@ def measured_metrics(
     return [m for m in candidates if int(row[m]) > 0]
 
 
-def axes_of(store: Store, where: str, params: list[Any]) -> list[tuple[str, str | None]]:
+def axes_of(store: Source, where: str, params: list[Any]) -> list[tuple[str, str | None]]:
     """(axis path, its column in `runs` or None) for every axis of the selected runs, in
     the order the columns were added."""
     df = store.query(
@@ -90,10 +92,10 @@ def axes_of(store: Store, where: str, params: list[Any]) -> list[tuple[str, str 
 
 
 def runs_and_claim_metrics(
-    store: Store, where: str, params: list[Any]
+    store: Source, where: str, params: list[Any]
 ) -> tuple[int, dict[str, list[str]]]:
     """The number of selected runs, and canonical metric -> the names claims use for it,
-    for claims of the selected specs (one query: each query opens a connection)."""
+    for claims of the selected specs (one query)."""
     df = store.query(
         f"""SELECT (SELECT count(*) FROM runs WHERE {where}) AS n,
                    (SELECT list(DISTINCT metric ORDER BY metric) FROM claims
