@@ -204,9 +204,11 @@ class DCT(Transform):
 def _keep_largest(coef: Tensor, k: int) -> None:
     """Zero, in place, all but the ``k`` largest-magnitude entries of each row of ``coef``.
 
-    A partial sort of whichever side is smaller: the ``k`` kept (then copied into zeros)
-    or the ``n − k`` dropped (then zeroed in place). Ties at the threshold are broken by
-    ``torch.topk``, so exactly ``k`` survive either way.
+    A partial sort (``torch.topk``) of whichever side is smaller: the ``k`` kept (then
+    copied into zeros) or the ``n − k`` dropped (then zeroed in place). Ties at the
+    threshold are broken by ``torch.topk``, so exactly ``k`` survive either way. (A
+    values-only ``np.partition`` threshold measured 1.1–1.5× slower here: it runs on
+    one thread; an int32 view of the magnitudes sped up random data but not MNIST.)
     """
     n = coef.shape[1]
     magnitude = coef.abs()

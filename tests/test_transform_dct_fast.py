@@ -49,3 +49,22 @@ def test_fast_path_equals_naive_per_image_float64(monkeypatch, ratio, selection,
         assert ((got.reshape(N_IMAGES, -1) != 0).sum(1) == k).all()
         assert torch.equal(got != 0, expected != 0)
     torch.testing.assert_close(got.double(), expected, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("k", [1, 5, 9, 15])
+def test_keep_largest_with_ties_keeps_exactly_k_of_the_largest(dtype, k):
+    # Magnitudes from {0, 1, 2}: ties at the threshold in most rows, all-zero rows too.
+    g = torch.Generator().manual_seed(2)
+    coef = (torch.randint(-2, 3, (200, 16), generator=g)).to(dtype)
+    coef[:3] = 0
+    original = coef.clone()
+    transforms._keep_largest(coef, k)
+    for row, before in zip(coef, original, strict=True):
+        survivors = (row != 0).nonzero().squeeze(1)
+        assert survivors.numel() <= k
+        # Survivors keep their values, and with zeros for any kept zero entries their
+        # magnitudes are exactly the k largest of the row.
+        assert torch.equal(row[survivors], before[survivors])
+        got = row.abs().sort(descending=True).values[:k]
+        assert torch.equal(got, before.abs().sort(descending=True).values[:k])
