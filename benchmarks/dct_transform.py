@@ -6,7 +6,8 @@ Prints, per (selection, ratio): the best of ``--repeat`` interleaved runs of the
 harness transform (training and test split, as a job applies it), of the previous
 implementation (8192-image chunks, ``(D x) Dᵀ`` products, top-k into fresh zeros) and
 of a plain per-image loop (the straightforward script), with the ratios. The loop is
-timed once, on ``--loop-images`` images, scaled to all 70k (it runs ~4k images/s). Torch is limited to ``--threads`` (default 2).
+timed once, on ``--loop-images`` images, scaled to all 70k (it runs ~4k images/s).
+Torch is limited to ``--threads`` (default 2).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def main() -> None:
             line += f" {min(before) / min(now):5.2f}×"
             if args.loop_images:
                 subset = images[: args.loop_images]
-                loop = _seconds(lambda k=k, s=selection: _per_image(subset, k, s))
+                loop = _seconds(lambda x=subset, k=k, s=selection: _per_image(x, k, s))
                 loop *= images.shape[0] / subset.shape[0]
                 line += f" {loop:12.3f} {loop / min(now):5.1f}×"
             print(line, flush=True)
