@@ -13,7 +13,10 @@ from torch import Tensor
 from benchharness import BenchError, Data, PluginOptions, Transform, hookimpl
 from benchharness.coding import FLOAT_BITS, index_bits
 
-_CHUNK = 8192  # images per batched matmul; bounds the temporary memory
+# Images per step of the transform: small enough that a chunk's image, coefficients and
+# top-k temporaries stay in the CPU caches (1024 · 28·28 · 4 B ≈ 3 MiB); 8192 and above
+# ran ~1.5–2× slower on 70k MNIST images (benchmarks/dct_transform.py).
+_CHUNK = 1024
 
 
 def dct_matrix(n: int, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
@@ -175,25 +178,47 @@ class DCT(Transform):
     def _transform(self, x: Tensor, k: int) -> Tensor:
         h, w = x.shape[-2:]
         d_h = dct_matrix(h, x.dtype, x.device)
-        d_w = dct_matrix(w, x.dtype, x.device)
+        d_w_t = dct_matrix(w, x.dtype, x.device).T.contiguous()
         low_mask = None
         if self.options.selection == "lowfreq":
             low_mask = torch.zeros(h * w, dtype=x.dtype, device=x.device)
             low_mask[zigzag_order(h, w)[:k].to(x.device)] = 1.0
+        reconstruct = self.options.output == "reconstruction"
         out = torch.empty_like(x)
         for chunk, dest in zip(x.split(_CHUNK), out.split(_CHUNK), strict=True):
-            coef = (d_h @ chunk @ d_w.T).reshape(-1, h * w)
+            # chunk @ D_Wᵀ first: a contiguous batch times a matrix is one flat GEMM.
+            coef = (d_h @ (chunk @ d_w_t)).reshape(-1, h * w)
             if k < h * w:
                 if low_mask is not None:
-                    coef = coef * low_mask
+                    coef.mul_(low_mask)
                 else:
-                    idx = coef.abs().topk(k, dim=1, sorted=False).indices
-                    coef = torch.zeros_like(coef).scatter_(1, idx, coef.gather(1, idx))
+                    _keep_largest(coef, k)
             coef = coef.reshape(chunk.shape)
-            if self.options.output == "reconstruction":
-                coef = d_h.T @ coef @ d_w
-            dest.copy_(coef)
+            if reconstruct:
+                torch.matmul(d_h.T @ coef, d_w_t.T, out=dest)
+            else:
+                dest.copy_(coef)
         return out
+
+
+def _keep_largest(coef: Tensor, k: int) -> None:
+    """Zero, in place, all but the ``k`` largest-magnitude entries of each row of ``coef``.
+
+    A partial sort (``torch.topk``) of whichever side is smaller: the ``k`` kept (then
+    copied into zeros) or the ``n − k`` dropped (then zeroed in place). Ties at the
+    threshold are broken by ``torch.topk``, so exactly ``k`` survive either way. (A
+    values-only ``np.partition`` threshold measured 1.1–1.5× slower here: it runs on
+    one thread; an int32 view of the magnitudes sped up random data but not MNIST.)
+    """
+    n = coef.shape[1]
+    magnitude = coef.abs()
+    if 2 * k <= n:
+        idx = magnitude.topk(k, dim=1, sorted=False).indices
+        kept = coef.gather(1, idx)
+        coef.zero_().scatter_(1, idx, kept)
+    else:
+        idx = magnitude.topk(n - k, dim=1, largest=False, sorted=False).indices
+        coef.scatter_(1, idx, 0.0)
 
 
 @hookimpl
