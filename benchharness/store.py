@@ -163,21 +163,34 @@ class Store:
     def completed_ids(self, job_ids: Iterable[str]) -> set[str]:
         """The subset of ``job_ids`` stored as completed, in the database or still only in
         the journal (empty if neither exists)."""
+        return {
+            job_id for job_id, status in self.statuses(job_ids).items() if status == "completed"
+        }
+
+    def failed_ids(self, job_ids: Iterable[str]) -> set[str]:
+        """The subset of ``job_ids`` stored as failed and never completed, in the database
+        or still only in the journal: what a resume skips unless told to retry."""
+        return {job_id for job_id, status in self.statuses(job_ids).items() if status == "failed"}
+
+    def statuses(self, job_ids: Iterable[str]) -> dict[str, str]:
+        """The stored status of each of ``job_ids`` that has a result, in the database or
+        still only in the journal, by the merge rule of saves: completed replaces failed,
+        failed never replaces completed."""
         wanted = set(job_ids)
         if not wanted:
-            return set()
-        done: set[str] = set()
+            return {}
+        found: dict[str, str] = {}
         start = 0
         if self.path.exists():
             try:
                 with self._read() as con:
                     rows = con.execute(
-                        "SELECT job_id FROM runs WHERE status = 'completed'"
-                        " AND job_id IN (SELECT unnest(?::VARCHAR[]))",
+                        "SELECT job_id, status FROM runs"
+                        " WHERE job_id IN (SELECT unnest(?::VARCHAR[]))",
                         [sorted(wanted)],
                     ).fetchall()
                     start = self._applied_offset(con)
-                done = {row[0] for row in rows}
+                found = dict(rows)
             except DatabaseLocked:
                 if not self.journal.exists():
                     raise
@@ -185,9 +198,11 @@ class Store:
                 # since it was started
         for _end, entry in self.journal.read(start):
             row = entry.get("row") or {}
-            if row.get("status") == "completed" and row.get("job_id") in wanted:
-                done.add(row["job_id"])
-        return done
+            job_id, status = row.get("job_id"), row.get("status")
+            if job_id in wanted and status in ("completed", "failed"):
+                if found.get(job_id) != "completed":
+                    found[job_id] = status
+        return found
 
     def runs(self, spec_name: str | None = None) -> pd.DataFrame:
         """All stored runs (of one spec if given), one row per job."""

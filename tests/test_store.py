@@ -246,6 +246,21 @@ def test_completed_ids(store: Store) -> None:
     assert store.completed_ids(iter(["c", "c", "a"])) == {"a", "c"}
 
 
+def test_failed_ids_follow_the_merge_rule(store: Store) -> None:
+    assert store.failed_ids(["a"]) == set()  # no database yet
+    store.save(make_record("a", status="failed", error="first try", metrics={}))
+    store.save(make_record("b", status="failed", error="boom", metrics={}))
+    store.save(make_record("c"))
+    store.save(make_record("a"))  # completed replaces failed
+    store.save(make_record("c", status="failed", error="rerun crashed", metrics={}))
+    assert store.failed_ids(["a", "b", "c", "d"]) == {"b"}
+    assert store.statuses(["a", "b", "c", "d"]) == {
+        "a": "completed",
+        "b": "failed",
+        "c": "completed",
+    }
+
+
 def test_failed_never_replaces_completed(store: Store) -> None:
     good = make_record("a", metrics={"test_accuracy": 0.99})
     assert store.save(good) == "saved"
@@ -432,6 +447,36 @@ def test_locked_database_keeps_results_in_the_journal_until_it_frees(store: Stor
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_resume_sees_failures_still_only_in_the_journal(store: Store) -> None:
+    store.save(make_record("a", status="failed", error="first try", metrics={}))
+    store.save(make_record("b"))
+    holder = _python(
+        f"""
+        import duckdb, sys
+        con = duckdb.connect({str(store.path)!r})
+        print("locked", flush=True)
+        sys.stdin.readline()
+        con.close()
+        """
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        busy = Store(store.path, lock_timeout=0.2, save_wait=0.2)
+        assert busy.save(make_record("c", status="failed", error="late", metrics={})) == (
+            "journaled"
+        )
+        assert busy.save(make_record("a")) == "journaled"
+        assert busy.save(make_record("b", status="failed", error="x", metrics={})) == ("journaled")
+        # the database cannot be read: the journal alone answers, by the merge rule
+        assert busy.failed_ids(["a", "b", "c"]) == {"c"}
+        assert busy.completed_ids(["a", "b", "c"]) == {"a", "b"}
+    finally:
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+    assert Store(store.path).failed_ids(["a", "b", "c"]) == {"c"}
 
 
 _WRITER = """

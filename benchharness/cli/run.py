@@ -123,7 +123,7 @@ def run(
     store.save_claims(parsed.name, parsed.claims)
     with Leases(db_path) as leases:
         todo, done, elsewhere = _claim_jobs(jobs, store, leases, force=force)
-        failed_before = set() if force or retry_failed else _failed_ids(store, todo)
+        failed_before = set() if force or retry_failed else store.failed_ids(job.id for job in todo)
         todo = [job for job in todo if job.id not in failed_before]
         skipped = (
             f"{len(failed_before)} failed earlier (not rerun without --retry-failed), "
@@ -218,15 +218,6 @@ def _timeout_seconds(option: float | None, spec_minutes: float | None) -> float 
     if not (math.isfinite(minutes) and minutes > 0):
         raise BenchError(f"--timeout: must be a positive number of minutes, got {minutes}")
     return minutes * 60
-
-
-def _failed_ids(store: Any, jobs: list[Any]) -> set[str]:
-    """The ids of ``jobs`` stored as failed: a failure is a result too (a job that timed
-    out or diverged would only do it again), so a resume skips them unless told."""
-    if not jobs:
-        return set()
-    runs = store.runs(jobs[0].spec_name)
-    return set(runs.loc[runs["status"] == "failed", "job_id"]) & {job.id for job in jobs}
 
 
 def _claim_jobs(jobs: list[Any], store: Any, leases: Any, *, force: bool) -> tuple[list, set, list]:
