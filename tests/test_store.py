@@ -3,6 +3,7 @@ read-only queries, lock handling and crash safety under SIGKILL."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -414,12 +416,13 @@ def _python(code: str) -> subprocess.Popen:
     )
 
 
-def test_locked_database_keeps_results_in_the_journal_until_it_frees(store: Store) -> None:
-    store.save(make_record("a"))
+@contextlib.contextmanager
+def _held_open(path: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding ``path`` open read-write until it is told to let go."""
     holder = _python(
         f"""
-        import duckdb, sys, time
-        con = duckdb.connect({str(store.path)!r})
+        import duckdb, sys
+        con = duckdb.connect({str(path)!r})
         print("locked", flush=True)
         sys.stdin.readline()
         con.close()
@@ -427,6 +430,21 @@ def test_locked_database_keeps_results_in_the_journal_until_it_frees(store: Stor
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _let_go(holder: subprocess.Popen) -> None:
+    holder.stdin.write("go\n")
+    holder.stdin.flush()
+    assert holder.wait(timeout=30) == 0
+
+
+def test_locked_database_keeps_results_in_the_journal_until_it_frees(store: Store) -> None:
+    store.save(make_record("a"))
+    with _held_open(store.path) as holder:
         impatient = Store(store.path, lock_timeout=0.2, save_wait=0.2)
         started = time.monotonic()
         assert impatient.save(make_record("b")) == "journaled"  # no error, nothing dropped
@@ -436,46 +454,29 @@ def test_locked_database_keeps_results_in_the_journal_until_it_frees(store: Stor
         with pytest.raises(BenchError) as error:  # a read cannot wait for ever either
             impatient.runs()
         assert str(store.path) in str(error.value) and "locked" in str(error.value)
-        holder.stdin.write("go\n")
-        holder.stdin.flush()
-        assert holder.wait(timeout=30) == 0
+        _let_go(holder)
         # the next command that gets the lock writes what waited
         assert Store(store.path).completed_ids(["a", "b"]) == {"a", "b"}
         runs = Store(store.path).runs()
         assert sorted(runs["job_id"]) == ["a", "b"]
         assert len(Store(store.path).curves("b")) == 2
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_resume_sees_failures_still_only_in_the_journal(store: Store) -> None:
     store.save(make_record("a", status="failed", error="first try", metrics={}))
     store.save(make_record("b"))
-    holder = _python(
-        f"""
-        import duckdb, sys
-        con = duckdb.connect({str(store.path)!r})
-        print("locked", flush=True)
-        sys.stdin.readline()
-        con.close()
-        """
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with _held_open(store.path) as holder:
         busy = Store(store.path, lock_timeout=0.2, save_wait=0.2)
-        assert busy.save(make_record("c", status="failed", error="late", metrics={})) == (
-            "journaled"
-        )
-        assert busy.save(make_record("a")) == "journaled"
-        assert busy.save(make_record("b", status="failed", error="x", metrics={})) == ("journaled")
+        for record in (
+            make_record("c", status="failed", error="late", metrics={}),
+            make_record("a"),
+            make_record("b", status="failed", error="rerun crashed", metrics={}),
+        ):
+            assert busy.save(record) == "journaled"
         # the database cannot be read: the journal alone answers, by the merge rule
         assert busy.failed_ids(["a", "b", "c"]) == {"c"}
         assert busy.completed_ids(["a", "b", "c"]) == {"a", "b"}
-    finally:
-        holder.stdin.write("go\n")
-        holder.stdin.flush()
-        holder.wait(timeout=30)
+        _let_go(holder)
     assert Store(store.path).failed_ids(["a", "b", "c"]) == {"c"}
 
 
