@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field, field_validator, model_validator
-from torch import Tensor, nn
 
 from benchharness import BenchError, Compressor, PluginOptions
 from benchharness.coding import (
@@ -22,18 +20,14 @@ from benchharness.coding import (
     scaled_macs,
     sparse_bits,
 )
-from benchharness.compression import CompressionContext
 
-from .greedy_scores import (
-    LayerScorer,
-    chain_of,
-    draw,
-    lowered_inputs,
-    next_layer,
-    outcomes,
-    project_hook,
-    rows_of,
-)
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from benchharness.compression import CompressionContext
+
+    from .greedy_scores import LayerScorer
 
 
 # --------------------------------------------------------------------------------- Θ
@@ -186,6 +180,8 @@ class GreedyRandom(Compressor):
     Options = GreedyRandomOptions
 
     def select(self, model: nn.Module) -> dict[str, Tensor]:
+        from torch import nn
+
         modules = dict(model.named_modules())
         chosen = {}
         for name in [*self.options.wide, *self.options.tall_then_wide]:
@@ -198,6 +194,10 @@ class GreedyRandom(Compressor):
         return chosen
 
     def compress_model(self, ctx: CompressionContext) -> GreedyWeights:
+        import torch
+
+        from .greedy_scores import chain_of, next_layer, project_hook
+
         opts = self.options
         self.select(ctx.model)  # name errors first
         work = copy.deepcopy(ctx.model).double().eval()
@@ -244,6 +244,11 @@ class GreedyRandom(Compressor):
 
     # ------------------------------------------------------------------ one layer
     def _compress_layer(self, ctx, work, dense, chain, name, tall, batches, n):
+        import torch
+        from torch import nn
+
+        from .greedy_scores import LayerScorer, lowered_inputs, next_layer, rows_of
+
         opts = self.options
         info = {c[0]: c for c in chain}
         _, module, act, _ = info[name]
@@ -290,6 +295,10 @@ class GreedyRandom(Compressor):
         return scorer, *self._unstructured(ctx, scorer, weight, name)
 
     def _unstructured(self, ctx, scorer: LayerScorer, weight: Tensor, name: str):
+        import torch
+
+        from .greedy_scores import draw, outcomes
+
         opts = self.options
         scale = float(weight.abs().max()) or 1.0
         values, probs = outcomes(weight, opts.mode, p=opts.p, scale=scale, k=opts.k)
@@ -328,6 +337,11 @@ class GreedyRandom(Compressor):
         return part, ordered
 
     def _structured(self, ctx, scorer: LayerScorer, module, tall: bool, name: str):
+        import torch
+        from torch import nn
+
+        from .greedy_scores import draw
+
         opts = self.options
         t = torch.tensor([0.0, 1.0 / opts.p], dtype=torch.float64)
         probs = torch.tensor([1 - opts.p, opts.p], dtype=torch.float64)
@@ -375,6 +389,8 @@ class GreedyRandom(Compressor):
 
     # ------------------------------------------------------------------ metrics
     def _report(self, ctx, theta, dense, work, c, depth, batches, batches64) -> None:
+        import torch
+
         opts = self.options
         with torch.no_grad():
             for name, value in theta.decompress().items():
