@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ print(*(m for m in ("torch", "torchvision", "numpy", "pandas") if m in sys.modul
 """
 SPEC = ROOT / "specs" / "mnist_width_dct.toml"
 RUNS_IN_DB = 40
+BASELINES = ("python -c pass", 'python -c "import torch"')
 
 
 def _bench_command() -> list[str]:
@@ -47,9 +49,10 @@ def _bench_command() -> list[str]:
 def commands(db: Path) -> dict[str, list[str]]:
     """The timed commands by label: two baselines, then the `bench` commands."""
     bench = _bench_command()
+    python, torch = BASELINES
     return {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        'python -c "import torch"': [sys.executable, "-c", "import torch"],
+        python: [sys.executable, "-c", "pass"],
+        torch: [sys.executable, "-c", "import torch"],
         "bench --help": [*bench, "--help"],
         "bench plugins": [*bench, "plugins"],
         "bench plugins --format json": [*bench, "plugins", "--format", "json"],
@@ -90,14 +93,18 @@ def imports_torch(argv: list[str], env: dict[str, str]) -> bool | None:
     return "torch" in done.stdout.split()
 
 
-def measure_startup(repeats: int = 5) -> list[dict]:
+def measure_startup(repeats: int = 5, only: Iterable[str] | None = None) -> list[dict]:
     """One row per command: ``command``, ``median_s`` (wall seconds of a fresh process,
-    median of ``repeats`` after a warm-up), ``vs_python`` and ``vs_import_torch`` (the
-    median over the baselines' medians of this run) and ``imports_torch``."""
+    median of ``repeats`` after a warm-up), ``vs_python`` and ``vs_import_torch`` (its
+    median over the baseline's median in this run) and ``imports_torch``. ``only``: just
+    these `bench` commands (labels of :func:`commands`); the baselines always run."""
     env = {**os.environ, "BENCH_DATA_DIR": os.environ.get("BENCH_DATA_DIR", "")}
     env.pop("BENCH_DB", None)
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as folder:
         to_run = commands(build_db(Path(folder)))
+        if only is not None:
+            keep = {*BASELINES, *only}
+            to_run = {label: argv for label, argv in to_run.items() if label in keep}
         times: dict[str, list[float]] = {label: [] for label in to_run}
         for argv in to_run.values():
             _wall(argv, env)  # warm-up: file-system caches, .pyc files
@@ -105,7 +112,7 @@ def measure_startup(repeats: int = 5) -> list[dict]:
             for label, argv in to_run.items():
                 times[label].append(_wall(argv, env))
         medians = {label: statistics.median(values) for label, values in times.items()}
-        python, torch = medians["python -c pass"], medians['python -c "import torch"']
+        python, torch = (medians[label] for label in BASELINES)
         return [
             {
                 "command": label,
