@@ -7,7 +7,10 @@ Each command runs ``repeats`` times as a fresh process (the installed ``bench`` 
 ``python -m benchharness`` when there is none) after one untimed warm-up run, and the
 median wall time is printed with its ratio to ``python -c pass`` and to ``python -c
 "import torch"``. ``bench report`` reads a small database of 40 runs built once in a
-temporary directory. Whether a command imported torch is checked in one more run of the
+temporary directory. Python writes and reuses bytecode caches (``__pycache__``) as it
+does for any user: ``PYTHONDONTWRITEBYTECODE`` is cleared for the timed processes, since
+compiling every module from source on each start would be timed otherwise (it costs
+~0.1 s here). Whether a command imported torch is checked in one more run of the
 same command in-process (:data:`PROBE`), which then looks at ``sys.modules``.
 """
 
@@ -100,6 +103,7 @@ def measure_startup(repeats: int = 5, only: Iterable[str] | None = None) -> list
     these `bench` commands (labels of :func:`commands`); the baselines always run."""
     env = {**os.environ, "BENCH_DATA_DIR": os.environ.get("BENCH_DATA_DIR", "")}
     env.pop("BENCH_DB", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as folder:
         to_run = commands(build_db(Path(folder)))
         if only is not None:
