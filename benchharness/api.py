@@ -24,11 +24,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
-from torch import Tensor, nn
 
 if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
     from benchharness.compression import CompressionContext
 
 __all__ = [
@@ -276,6 +277,8 @@ class Compressor(Plugin, ABC):
         Default: the ``weight`` of every ``nn.Linear`` / ``nn.Conv*d`` whose module name
         matches one of ``options.layers``.
         """
+        from torch import nn
+
         patterns = getattr(self.options, "layers", ["*"])
         chosen: dict[str, Tensor] = {}
         for module_name, module in model.named_modules():

@@ -14,12 +14,12 @@ The bit model every built-in compressor follows, and third-party ones should too
 from __future__ import annotations
 
 import math
-from typing import Protocol
-
-import torch
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Protocol
 
 from benchharness.api import Compressed
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 __all__ = [
     "FLOAT_BITS",
@@ -97,6 +97,8 @@ def top_k_mask(scores: Tensor, k: int) -> Tensor:
 
     Ties at the threshold go to the lower index, so the result is deterministic. O(n).
     """
+    import torch
+
     n = scores.numel()
     if k >= n:
         return torch.ones(n, dtype=torch.bool, device=scores.device)

@@ -7,11 +7,12 @@ import socket
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import benchharness
+
+if TYPE_CHECKING:
+    import torch
 
 
 @lru_cache(maxsize=1)
@@ -50,6 +51,8 @@ def cpu_name() -> str:
 
 
 def device_name(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
@@ -57,6 +60,8 @@ def device_name(device: torch.device) -> str:
 
 def collect(device: torch.device, plugin_versions: dict[str, str]) -> dict[str, Any]:
     """The provenance columns of a run (see records.PROVENANCE_COLUMNS)."""
+    import torch
+
     return {
         "git_commit": git_commit(),
         "package_version": benchharness.__version__,

@@ -15,12 +15,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import Tensor, nn
-
 from benchharness.api import Compressed, Compressor, Data, Plugin, build_plugin
 
 if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
     from benchharness.augment import Augmentation
     from benchharness.wrapping import Wrapping
 
@@ -75,6 +75,8 @@ class TrainContext(ABC):
         (random crops, flips) on the device, drawn from :attr:`generator`; pass
         ``augment=False`` for a pass that needs the stored samples.
         """
+        import torch
+
         n = self.data.train_x.shape[0]
         held_on = self.data.train_x.device  # the job's device, unless the data did not fit
         if shuffle:

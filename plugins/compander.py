@@ -35,12 +35,9 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator
-from torch import Tensor, nn
 
 from benchharness import (
     BenchError,
@@ -50,8 +47,13 @@ from benchharness import (
     TrainContext,
     build_plugin,
 )
-from benchharness.wrapping import Wrapping, build_torch_optimizer
-from benchharness_plugins.compander_reparam import Companded, compand, export, psi, psi_prime
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from benchharness.wrapping import Wrapping
+    from benchharness_plugins.compander_reparam import Companded
 
 __all__ = ["Compander", "CompanderOptions", "CompanderRun"]
 
@@ -128,6 +130,8 @@ class CompanderRun:
         self._before: dict[str, tuple[Tensor, Tensor]] = {}
 
     def wrapping(self) -> Wrapping:
+        from benchharness.wrapping import Wrapping
+
         return Wrapping(self.param_groups, self.before_step, self.after_step)
 
     def scale_parameters(self) -> list[nn.Parameter]:
@@ -149,38 +153,44 @@ class CompanderRun:
             groups.append({"params": scales, "weight_decay": 0.0})
         return groups
 
-    @torch.no_grad()
     def before_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.template is None:
-            self.template = optimizer
-        decay = self.decay if self.fixed else 0.0
-        modified = self.options.modified_adaptive
-        self._before.clear()
-        if self.options.scale_lr != 1.0:
-            for p in self.scale_parameters():
-                if p.grad is not None:
-                    p.grad.mul_(self.options.scale_lr)
-        for layer in self.companded:
-            v = layer.v
-            if v.grad is None or not (decay or modified):
-                continue
-            a, b = layer.scale.a.detach(), layer.scale.b.detach()
-            slope = psi_prime(v, a, b)
-            if modified:  # the base steps on ∂L/∂Ψ (+ λΨ); after_step rescales by Ψ′(v)
-                v.grad.div_(slope)
-                if decay:
-                    v.grad.add_(psi(v, a, b), alpha=decay)
-                self._before[layer.name] = (v.detach().clone(), slope)
-            else:
-                v.grad.add_(psi(v, a, b) * slope, alpha=decay)
+        import torch
 
-    @torch.no_grad()
+        from benchharness_plugins.compander_reparam import psi, psi_prime
+
+        with torch.no_grad():
+            if self.template is None:
+                self.template = optimizer
+            decay = self.decay if self.fixed else 0.0
+            modified = self.options.modified_adaptive
+            self._before.clear()
+            if self.options.scale_lr != 1.0:
+                for p in self.scale_parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(self.options.scale_lr)
+            for layer in self.companded:
+                v = layer.v
+                if v.grad is None or not (decay or modified):
+                    continue
+                a, b = layer.scale.a.detach(), layer.scale.b.detach()
+                slope = psi_prime(v, a, b)
+                if modified:  # the base steps on ∂L/∂Ψ (+ λΨ); after_step rescales by Ψ′(v)
+                    v.grad.div_(slope)
+                    if decay:
+                        v.grad.add_(psi(v, a, b), alpha=decay)
+                    self._before[layer.name] = (v.detach().clone(), slope)
+                else:
+                    v.grad.add_(psi(v, a, b) * slope, alpha=decay)
+
     def after_step(self, _optimizer: torch.optim.Optimizer) -> None:
-        for layer in self.companded:
-            if layer.name in self._before:
-                v0, slope = self._before[layer.name]
-                layer.v.copy_(v0 - slope * (v0 - layer.v))
-        self._before.clear()
+        import torch
+
+        with torch.no_grad():
+            for layer in self.companded:
+                if layer.name in self._before:
+                    v0, slope = self._before[layer.name]
+                    layer.v.copy_(v0 - slope * (v0 - layer.v))
+            self._before.clear()
 
 
 class Compander(Optimizer):
@@ -200,6 +210,8 @@ class Compander(Optimizer):
     Options = CompanderOptions
 
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
+        from benchharness_plugins.compander_reparam import export
+
         o = self.options
         model.to(ctx.device)
         if o.variant == "none":
@@ -229,6 +241,8 @@ class Compander(Optimizer):
         return model
 
     def _compand(self, model: nn.Module) -> list[Companded]:
+        from benchharness_plugins.compander_reparam import compand
+
         o = self.options
         per_layer, learnable = o.variant == "fine", o.variant != "fixed"
         return compand(model, a=o.a, b=o.b, per_layer=per_layer, learnable=learnable)
@@ -238,6 +252,8 @@ class Compander(Optimizer):
     ) -> tuple[float, float]:
         """Median ms of one training step (compander, base alone) on copies of the initial
         model, with the base's torch optimizer and settings, interleaved, on one batch."""
+        from benchharness.wrapping import build_torch_optimizer
+
         x, y = next(iter(ctx.batches(int(self.options.base.get("batch_size", 128)), shuffle=False)))
         plain, companded = initial, copy.deepcopy(initial)
         run = CompanderRun(self._compand(companded), self.options)
@@ -274,6 +290,9 @@ def _scales(companded: list[Companded]) -> dict[str, float]:
 def _timed_step(
     model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, device: torch.device
 ) -> float:
+    import torch
+    import torch.nn.functional as F
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()

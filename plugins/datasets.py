@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field, field_validator
-from torch import Tensor
 
 from benchharness import BenchError, Data, Dataset, PluginOptions, hookimpl
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 Normalize = Literal["half", "mnist", "none"]
 
@@ -55,6 +56,7 @@ class MNIST(Dataset):
         return Data(train_x, train_y, test_x, test_y, num_classes=10)
 
     def _split(self, data_dir: Path, *, train: bool) -> tuple[Tensor, Tensor]:
+        import torch
         from torchvision import datasets
 
         try:
@@ -95,6 +97,7 @@ class Digits(Dataset):
             return value
 
     def load(self, data_dir: Path) -> Data:
+        import torch
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 

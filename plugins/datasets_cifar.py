@@ -9,14 +9,15 @@ channel (``normalize``). Augmentation is not a dataset's job: it is the harness'
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import numpy as np
-import torch
 from pydantic import Field, model_validator
-from torch import Tensor
 
 from benchharness import BenchError, Data, Dataset, PluginOptions, hookimpl
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import Tensor
 
 __all__ = ["CIFAR10", "CIFAR100", "CIFAR_DATASETS", "Npz", "images_to_tensor"]
 
@@ -33,6 +34,9 @@ def images_to_tensor(images: np.ndarray, *, layout: str = "nhwc") -> Tensor:
     ``images`` is (N, H, W, C) (``layout = "nhwc"``) or (N, C, H, W) (``"nchw"``); a
     3-D (N, H, W) array gets one channel; a 2-D (N, F) array of features stays 2-D.
     """
+    import numpy as np
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(images))
     x = x.to(torch.float32).div_(255.0) if images.dtype == np.uint8 else x.to(torch.float32)
     if x.ndim == 3:
@@ -43,6 +47,8 @@ def images_to_tensor(images: np.ndarray, *, layout: str = "nhwc") -> Tensor:
 
 
 def _normalise_channels(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    import torch
+
     shape = (1, -1) + (1,) * (x.ndim - 2)
     mean_t = torch.tensor(mean, dtype=x.dtype).view(shape)
     std_t = torch.tensor(std, dtype=x.dtype).view(shape)
@@ -88,6 +94,9 @@ class _TorchvisionCifar(Dataset):
         raise NotImplementedError
 
     def _split(self, data_dir: Path, *, train: bool) -> tuple[Tensor, Tensor]:
+        import numpy as np
+        import torch
+
         from benchharness_plugins.datasets import _short_reason
 
         cls = self._torchvision_class()
@@ -205,6 +214,8 @@ class Npz(Dataset):
             return self
 
     def load(self, data_dir: Path) -> Data:
+        import torch
+
         path = Path(self.options.path)
         if not path.is_absolute():
             path = Path(data_dir) / path
@@ -237,6 +248,8 @@ class Npz(Dataset):
         )
 
     def _read(self, path: Path) -> dict[str, np.ndarray]:
+        import numpy as np
+
         if not path.is_file():
             raise BenchError(
                 f"npz: no file {path} (dataset.path; a relative path is under the data "
@@ -257,6 +270,8 @@ class Npz(Dataset):
 
     @staticmethod
     def _labels(path: Path, key: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        import numpy as np
+
         y = arrays[key]
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise BenchError(

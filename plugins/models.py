@@ -7,69 +7,24 @@ module-name glob (``layers = ["fc*"]``).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import Field, field_validator
-from torch import Tensor, nn
 
 from benchharness import BenchError, Model, PluginOptions, hookimpl
 
+if TYPE_CHECKING:
+    from torch import nn
 
-def _flat_size(name: str, features: nn.Module, input_shape: tuple[int, ...], hint: str) -> int:
-    """Number of features ``features`` produces for one input, found by a dry run."""
-    try:
-        with torch.no_grad():
-            out = features(torch.zeros(1, *input_shape))
-    except RuntimeError as exc:
-        reason = str(exc).splitlines()[0]
-        raise BenchError(
-            f"{name}: input shape {tuple(input_shape)} is too small for its layers ({reason}){hint}"
-        ) from None
-    return out[0].numel()
+# the torch modules live in models_nets (imported when a model is built); these names
+# stay importable from here
+_NETS = ("ConvNet", "LeNet300")
 
 
 def _channels(name: str, input_shape: tuple[int, ...]) -> int:
     if len(input_shape) != 3:
         raise BenchError(f"{name}: needs image inputs (C, H, W), got {tuple(input_shape)}")
     return input_shape[0]
-
-
-class ConvNet(nn.Module):
-    """conv1 → relu1 → pool1 → conv2 → relu2 → pool2 → flatten → fc1 → relu3 → fc2."""
-
-    def __init__(
-        self, conv1: nn.Conv2d, conv2: nn.Conv2d, flat: int, hidden: int, num_classes: int
-    ):
-        super().__init__()
-        self.conv1 = conv1
-        self.relu1 = nn.ReLU()
-        self.pool1 = nn.MaxPool2d(2)
-        self.conv2 = conv2
-        self.relu2 = nn.ReLU()
-        self.pool2 = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(flat, hidden)
-        self.relu3 = nn.ReLU()
-        self.fc2 = nn.Linear(hidden, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.pool1(self.relu1(self.conv1(x)))
-        x = self.pool2(self.relu2(self.conv2(x)))
-        return self.fc2(self.relu3(self.fc1(torch.flatten(x, 1))))
-
-
-def _conv_net(
-    name: str,
-    conv1: nn.Conv2d,
-    conv2: nn.Conv2d,
-    hidden: int,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    hint: str = "",
-) -> ConvNet:
-    features = nn.Sequential(conv1, nn.ReLU(), nn.MaxPool2d(2), conv2, nn.ReLU(), nn.MaxPool2d(2))
-    flat = _flat_size(name, features, input_shape, hint)
-    return ConvNet(conv1, conv2, flat, hidden, num_classes)
 
 
 class CompressedNet(Model):
@@ -94,8 +49,12 @@ class CompressedNet(Model):
                 f"compressednet: width {alpha} gives int(16·{alpha}) = 0 channels; "
                 "use width >= 0.0625"
             )
+        from torch import nn
+
+        from benchharness_plugins.models_nets import conv_net
+
         channels = _channels(self.name, input_shape)
-        return _conv_net(
+        return conv_net(
             self.name,
             nn.Conv2d(channels, c1, 3, padding=1),
             nn.Conv2d(c1, c2, 3, padding=1),
@@ -103,25 +62,6 @@ class CompressedNet(Model):
             input_shape,
             num_classes,
         )
-
-
-class LeNet300(nn.Module):
-    """Flatten → fc1 → act1 → fc2 → act2 → ... → fcN (logits)."""
-
-    def __init__(self, in_features: int, hidden: list[int], num_classes: int, activation: str):
-        super().__init__()
-        sizes = [in_features, *hidden, num_classes]
-        act = nn.Tanh if activation == "tanh" else nn.ReLU
-        self.flatten = nn.Flatten()
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
-            self.add_module(f"fc{i}", nn.Linear(fan_in, fan_out))
-            if i < len(sizes) - 1:
-                self.add_module(f"act{i}", act())
-
-    def forward(self, x: Tensor) -> Tensor:
-        for module in self.children():
-            x = module(x)
-        return x
 
 
 class LeNet300Model(Model):
@@ -148,6 +88,8 @@ class LeNet300Model(Model):
             return value
 
     def build(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        from benchharness_plugins.models_nets import LeNet300
+
         return LeNet300(
             math.prod(input_shape), list(self.options.hidden), num_classes, self.options.activation
         )
@@ -167,9 +109,13 @@ class LeNet5(Model):
         )
 
     def build(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        from torch import nn
+
+        from benchharness_plugins.models_nets import conv_net
+
         channels = _channels(self.name, input_shape)
         pad = self.options.padding
-        return _conv_net(
+        return conv_net(
             self.name,
             nn.Conv2d(channels, 20, 5, padding=pad),
             nn.Conv2d(20, 50, 5, padding=pad),
@@ -185,3 +131,11 @@ def register_models(register):
     register(CompressedNet)
     register(LeNet300Model)
     register(LeNet5)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NETS:
+        from benchharness_plugins import models_nets
+
+        return getattr(models_nets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,14 +9,14 @@ from __future__ import annotations
 import bisect
 import itertools
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field, field_validator, model_serializer, model_validator
-from torch import nn
 
 from benchharness import Optimizer, PluginOptions, TrainContext, hookimpl
-from benchharness.training import lr_at, train_epochs
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class TrainingOptions(PluginOptions):
@@ -80,6 +80,8 @@ class TrainingOptions(PluginOptions):
 
     def lr_for_epoch(self):
         """``epoch -> lr`` for :func:`benchharness.training.train_epochs`."""
+        from benchharness.training import lr_at
+
         if self.schedule == "multistep":
             return partial(
                 _multistep,
@@ -105,6 +107,8 @@ def _multistep(epoch: int, *, lr: float, milestones: list[int], gamma: float, lr
 
 
 def _run(options: TrainingOptions, model: nn.Module, ctx: TrainContext, optimizer) -> nn.Module:
+    from benchharness.training import train_epochs
+
     train_epochs(
         model,
         ctx,
@@ -135,6 +139,8 @@ class SGD(Optimizer):
             return self
 
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
+        import torch
+
         o = self.options
         model.to(ctx.device)
         opt = ctx.build_optimizer(
@@ -173,6 +179,8 @@ class Adam(Optimizer):
             return value
 
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
+        import torch
+
         o = self.options
         model.to(ctx.device)
         cls = torch.optim.AdamW if o.decoupled else torch.optim.Adam

@@ -10,11 +10,9 @@ import copy
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 from pydantic import Field, field_validator
-from torch import Tensor, nn
 
 from benchharness import (
     BenchError,
@@ -24,9 +22,11 @@ from benchharness import (
     PluginOptions,
     PluginTable,
     TrainContext,
-    check_compressed,
 )
-from benchharness.training import train_epochs
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
 
 # The reference recipe every scheme uses unless told otherwise. Keep the four schemes'
 # defaults identical: the reference cache is keyed by this table.
@@ -99,6 +99,8 @@ class Compression:
 
     def compress(self, weights: Mapping[str, Tensor], mu: float | None = None) -> list[Compressed]:
         """Θ = Π(weights), one part per compressor; ``mu`` given → ``with_mu(mu)`` first."""
+        from benchharness.compression import check_compressed
+
         parts = []
         for block in self.blocks:
             compressor = block.compressor if mu is None else block.compressor.with_mu(mu)
@@ -120,6 +122,8 @@ class Compression:
 
     def load(self, delta: Mapping[str, Tensor]) -> None:
         """Set the compressed parameters of the model to Δ(Θ)."""
+        import torch
+
         with torch.no_grad():
             for name, value in delta.items():
                 self.params[name].copy_(value)
@@ -135,6 +139,8 @@ class CompressedEvaluator:
     def __call__(
         self, model: nn.Module, delta: Mapping[str, Tensor], ctx: TrainContext
     ) -> Evaluation:
+        import torch
+
         with torch.no_grad():
             for (name, p), (_, q) in zip(
                 self.shadow.named_parameters(), model.named_parameters(), strict=True
@@ -146,6 +152,8 @@ class CompressedEvaluator:
 
 
 def evaluate(model: nn.Module, ctx: TrainContext) -> Evaluation:
+    import torch
+
     with torch.no_grad():
         return ctx.evaluate(model)
 
@@ -202,6 +210,8 @@ class StepOptions(SchemeOptions):
 
     def sgd(self, model: nn.Module, lr: float) -> torch.optim.SGD:
         """A fresh SGD for one step (momentum buffers start at zero, as in the toolkit)."""
+        import torch
+
         return torch.optim.SGD(
             model.parameters(),
             lr=lr,
@@ -248,6 +258,8 @@ def train_step(
     """Step k's training (iDC's retraining, LC's L step) at a constant lr: a fresh SGD for
     ``o.step_epochs(k)`` epochs, logged as epochs ``done+1..`` of ``planned``. Returns the
     last epoch's mean training loss."""
+    from benchharness.training import train_epochs
+
     losses = train_epochs(
         model,
         ctx,
@@ -267,6 +279,8 @@ def lc_penalty(
     params: list[nn.Parameter], targets: list[Tensor], mu: float
 ) -> Callable[[], Tensor]:
     """``μ/2·Σ‖w − target‖²`` over the compressed parameters, as a closure for train_epochs."""
+    import torch
+
     half_mu = mu / 2
     pairs = list(zip(params, targets, strict=True))
 

@@ -26,18 +26,15 @@ Curves (``ctx.log`` phases): ``reference_eval`` (the reference's test loss/accur
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from benchharness import (
     Optimizer,
     TrainContext,
     hookimpl,
 )
-from benchharness.training import lr_at, train_epochs
 from benchharness_plugins.scheme_parts import (
     DEFAULT_REFERENCE,
     CompressedEvaluator,
@@ -52,6 +49,9 @@ from benchharness_plugins.scheme_parts import (
     tensors_norm,
     train_step,
 )
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "DEFAULT_REFERENCE",
@@ -170,6 +170,8 @@ class LC(Optimizer):
     uses_compressors = True
 
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
+        import torch
+
         o = self.options
         model, comp = start(self.name, model, ctx, o.reference)
         evaluate = CompressedEvaluator(model)
@@ -255,6 +257,10 @@ class Retrain(Optimizer):
     uses_compressors = True
 
     def train(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
+        import torch
+
+        from benchharness.training import lr_at, train_epochs
+
         o = self.options
         model, comp = start(self.name, model, ctx, o.reference)
         w = comp.weights()

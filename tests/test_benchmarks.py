@@ -40,6 +40,7 @@ TINY: dict[str, dict[str, object]] = {
     "bench_store": {"N_SAVE": 3, "N_STORED": 6, "N_QUERY": 10, "EPOCHS": 2},
     "bench_compressors": {"HIDDEN": [16, 12]},
     "bench_metrics": {"LATENCY_REPEATS": 2, "LATENCY_WARMUP": 1},
+    "bench_startup": {"REPEATS": 1, "COMMANDS": ["bench --help"]},
 }
 
 

@@ -93,11 +93,7 @@ def run(
 ) -> None:
     """Run (or resume) a study: every job of the spec's matrix not yet in the database
     (jobs stored as failed only with --retry-failed)."""
-    from benchharness.executor import execute, parse_devices
-    from benchharness.leases import Leases, describe_runners
     from benchharness.matrix import describe_job
-    from benchharness.progress import StudyProgress
-    from benchharness.store import Store
 
     plugin_registry = registry()
     plan = plan_spec(spec, set_, quick, yes, plugin_registry)
@@ -105,6 +101,12 @@ def run(
         for i, job in enumerate(plan.jobs(), 1):
             typer.echo(f"{i:>4}/{len(plan)} {describe_job(job)}")
         return
+    # imported after the dry run, which needs none of them (the executor imports torch)
+    from benchharness.executor import execute, parse_devices
+    from benchharness.leases import Leases, describe_runners
+    from benchharness.progress import StudyProgress
+    from benchharness.store import Store
+
     parsed, jobs = plan.spec, list(plan.jobs())
     if executor not in ("local", "ray"):
         raise BenchError(f"--executor: must be local or ray, got '{executor}'")

@@ -23,8 +23,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
+# scipy.stats is imported inside the functions that need it: it costs ~0.5 s, and the
+# verdicts of a plain `bench report` do not need it
 REPRODUCED_WITHIN = 2.0  # |Δ| ≤ 2 combined standard errors
 VERDICTS = (
     "reproduced",
@@ -95,6 +96,8 @@ def compare_samples(
 ) -> Comparison:
     """Compare the per-seed values ``a`` and ``b`` (``paired``: same seeds, same order).
     Needs at least two values on each side."""
+    from scipy import stats
+
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(x) < 2 or len(y) < 2:
         raise ValueError("at least two seeds per configuration are needed")
@@ -151,5 +154,7 @@ def seeds_needed(
     with ``power``: (z_{1−α/2} + z_power)² (s_A² + s_B²) / Δ², at least 2; None if Δ = 0."""
     if difference == 0 or not math.isfinite(difference):
         return None
+    from scipy import stats
+
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
     return max(2, math.ceil(z**2 * (sd_a**2 + sd_b**2) / difference**2))

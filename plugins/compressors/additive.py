@@ -5,11 +5,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
-from torch import Tensor
 
 from benchharness import (
     BenchError,
@@ -19,6 +17,10 @@ from benchharness import (
     PluginTable,
     build_plugin,
 )
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 def _part(index: int, table: Any, info: ValidationInfo | None) -> Compressor:
@@ -92,6 +94,8 @@ class AdditiveWeights(Compressed):
         self.realised = all(part.realised for part in parts)
 
     def decompress(self) -> dict[str, Tensor]:
+        import torch
+
         total = {
             n: torch.zeros(shape, dtype=torch.float64) for n, (shape, _) in self._names.items()
         }
@@ -188,6 +192,8 @@ class Additive(Compressor):
     ) -> tuple[float, list[Compressed], list[dict[str, Tensor]]]:
         """The alternation from Δ_j = ``start`` (zeros if None): (error, Θ, Δ) of its best
         sweep."""
+        import torch
+
         if start is None:
             dense = [{n: torch.zeros_like(t) for n, t in target.items()} for _ in parts]
         else:

@@ -1,91 +1,28 @@
 """Randomized greedy compression of wide MLPs (Algorithm 1 of El Cheairi, Gamarnik &
 Mazumder, "Theoretical compression bounds for wide multilayer perceptrons"; the
-structured variant of its Section 4 / Appendix B). The scores live in ``greedy_scores``.
+structured variant of its Section 4 / Appendix B). The scores live in ``greedy_scores``,
+Θ in ``greedy_theta``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field, field_validator, model_validator
-from torch import Tensor, nn
 
 from benchharness import BenchError, Compressor, PluginOptions
-from benchharness.coding import (
-    FLOAT_BITS,
-    LayerwiseWeights,
-    as_matrix,
-    index_bits,
-    scaled_macs,
-    sparse_bits,
-)
-from benchharness.compression import CompressionContext
+from benchharness.coding import as_matrix
 
-from .greedy_scores import (
-    LayerScorer,
-    chain_of,
-    draw,
-    lowered_inputs,
-    next_layer,
-    outcomes,
-    project_hook,
-    rows_of,
-)
+from .greedy_theta import GreedyLayer, GreedyWeights
 
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
-# --------------------------------------------------------------------------------- Θ
-@dataclasses.dataclass(frozen=True)
-class GreedyLayer:
-    """One compressed layer. ``mode`` 'prune': the nonzero values (kept draws w/p and the
-    uncompressed weights) at their flat positions; 'structured': the units (input column
-    blocks or output rows) not pruned, with a 1-bit-per-unit mask; 'quantize': one code
-    per weight over 2k + 1 grid levels plus an escape code marking the uncompressed
-    weights, whose 32-bit values follow, and the 32-bit scale M."""
+    from benchharness.compression import CompressionContext
 
-    shape: torch.Size
-    dtype: torch.dtype
-    mode: str
-    values: Tensor  # float64 lowered matrix, exactly what the codes decode to
-    compressed: Tensor  # bool, lowered shape
-    k: int = 0
-    units: int = 0  # structured: number of prunable units
-    removed_values: int = 0  # structured: weights inside pruned units
-
-    def dense(self) -> Tensor:
-        return self.values.to(self.dtype).reshape(self.shape)
-
-    @property
-    def nnz(self) -> int:
-        return int((self.values != 0).sum())
-
-    def bits(self) -> int:
-        numel = self.values.numel()
-        if self.mode == "prune":
-            return sparse_bits(numel, self.nnz)
-        if self.mode == "structured":
-            return FLOAT_BITS * (numel - self.removed_values) + self.units
-        escaped = numel - int(self.compressed.sum())
-        return numel * index_bits(2 * self.k + 2) + FLOAT_BITS * escaped + FLOAT_BITS
-
-    def macs(self, dense_macs: int) -> int:
-        if self.mode == "quantize":
-            return dense_macs
-        stored = self.nnz if self.mode == "prune" else self.values.numel() - self.removed_values
-        return scaled_macs(dense_macs, stored, self.values.numel())
-
-
-class GreedyWeights(LayerwiseWeights):
-    """Θ of ``greedy_random``; ``order`` keeps, per layer, the flat indices (or units) in
-    the order the greedy loop compressed them."""
-
-    realised = True  # pruned values are absent and quantised ones are codes (see bits)
-
-    def __init__(self, layers: dict[str, GreedyLayer], order: dict[str, list[int]]):
-        super().__init__(layers)
-        self.order = order
+    from .greedy_scores import LayerScorer
 
 
 # ---------------------------------------------------------------------------- options
@@ -186,6 +123,8 @@ class GreedyRandom(Compressor):
     Options = GreedyRandomOptions
 
     def select(self, model: nn.Module) -> dict[str, Tensor]:
+        from torch import nn
+
         modules = dict(model.named_modules())
         chosen = {}
         for name in [*self.options.wide, *self.options.tall_then_wide]:
@@ -198,6 +137,10 @@ class GreedyRandom(Compressor):
         return chosen
 
     def compress_model(self, ctx: CompressionContext) -> GreedyWeights:
+        import torch
+
+        from .greedy_scores import chain_of, next_layer, project_hook
+
         opts = self.options
         self.select(ctx.model)  # name errors first
         work = copy.deepcopy(ctx.model).double().eval()
@@ -244,6 +187,11 @@ class GreedyRandom(Compressor):
 
     # ------------------------------------------------------------------ one layer
     def _compress_layer(self, ctx, work, dense, chain, name, tall, batches, n):
+        import torch
+        from torch import nn
+
+        from .greedy_scores import LayerScorer, lowered_inputs, next_layer, rows_of
+
         opts = self.options
         info = {c[0]: c for c in chain}
         _, module, act, _ = info[name]
@@ -290,6 +238,10 @@ class GreedyRandom(Compressor):
         return scorer, *self._unstructured(ctx, scorer, weight, name)
 
     def _unstructured(self, ctx, scorer: LayerScorer, weight: Tensor, name: str):
+        import torch
+
+        from .greedy_scores import draw, outcomes
+
         opts = self.options
         scale = float(weight.abs().max()) or 1.0
         values, probs = outcomes(weight, opts.mode, p=opts.p, scale=scale, k=opts.k)
@@ -328,6 +280,11 @@ class GreedyRandom(Compressor):
         return part, ordered
 
     def _structured(self, ctx, scorer: LayerScorer, module, tall: bool, name: str):
+        import torch
+        from torch import nn
+
+        from .greedy_scores import draw
+
         opts = self.options
         t = torch.tensor([0.0, 1.0 / opts.p], dtype=torch.float64)
         probs = torch.tensor([1 - opts.p, opts.p], dtype=torch.float64)
@@ -375,6 +332,8 @@ class GreedyRandom(Compressor):
 
     # ------------------------------------------------------------------ metrics
     def _report(self, ctx, theta, dense, work, c, depth, batches, batches64) -> None:
+        import torch
+
         opts = self.options
         with torch.no_grad():
             for name, value in theta.decompress().items():

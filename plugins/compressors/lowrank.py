@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
-from torch import Tensor, nn
 
 from benchharness import BenchError, Compressor, CompressorOptions
 from benchharness.coding import LayerwiseWeights, as_matrix, factor_bits, scaled_macs
-from benchharness.deploy import factored
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,8 @@ class FactorLayer:
     def deploy(self, module: nn.Module) -> nn.Module | None:
         """The layer as two: ``n → r`` (Vᵀ; a conv keeps its kernel) then ``r → m`` (U·S,
         the bias; 1×1 for a conv). None at rank 0 (the layer outputs its bias)."""
+        from benchharness.deploy import factored
+
         return factored(module, self.us, self.v)
 
 
@@ -63,6 +66,8 @@ class FactorWeights(LayerwiseWeights):
 
 def _svd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Thin SVD of the lowered weight in float64."""
+    import torch
+
     return torch.linalg.svd(as_matrix(w.detach()).double(), full_matrices=False)
 
 
@@ -148,6 +153,8 @@ class LowRankSelect(Compressor):
 
     def objective(self, name: str, weight: Tensor, singular_values: Tensor) -> Tensor:
         """α·cost(r) + μ/2·Σ_{i>r} s_i² for r = 0..len(s) (float64)."""
+        import torch
+
         opts = self.options
         m, n = as_matrix(weight).shape
         s2 = singular_values.double() ** 2
@@ -164,4 +171,6 @@ class LowRankSelect(Compressor):
         return opts.alpha * unit * ranks + opts.mu / 2 * tail
 
     def select_rank(self, name: str, weight: Tensor, singular_values: Tensor) -> int:
+        import torch
+
         return int(torch.argmin(self.objective(name, weight, singular_values)))

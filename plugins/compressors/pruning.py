@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field, model_validator
-from torch import Tensor, nn
 
 from benchharness import BenchError, Compressor, CompressorOptions
 from benchharness.coding import (
@@ -26,7 +24,10 @@ from benchharness.coding import (
     sparse_bits,
     top_k_mask,
 )
-from benchharness.deploy import kept_rows, sparse
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
 
 
 # ------------------------------------------------------------------ unstructured Θ
@@ -48,6 +49,8 @@ class SparseLayer:
         return self.positions.numel()
 
     def dense(self) -> Tensor:
+        import torch
+
         out = torch.zeros(self.numel, dtype=self.dtype, device=self.values.device)
         out[self.positions] = self.values.to(self.dtype)
         return out.view(self.shape)
@@ -61,6 +64,8 @@ class SparseLayer:
     def deploy(self, module: nn.Module) -> nn.Module | None:
         """The layer with a torch sparse CSR weight (Linear; Conv2d by im2col); None for
         other convs."""
+        from benchharness.deploy import sparse
+
         return sparse(module, self.dense())
 
 
@@ -71,6 +76,8 @@ class SparseWeights(LayerwiseWeights):
 
 
 def _sparse_from_dense(name_to_dense: Mapping[str, Tensor], dtypes: Mapping[str, torch.dtype]):
+    import torch
+
     layers = {}
     for name, dense in name_to_dense.items():
         flat = dense.reshape(-1)
@@ -80,6 +87,8 @@ def _sparse_from_dense(name_to_dense: Mapping[str, Tensor], dtypes: Mapping[str,
 
 
 def _sparse_from_mask(weights: Mapping[str, Tensor], masks: Mapping[str, Tensor]):
+    import torch
+
     layers = {}
     for name, w in weights.items():
         flat = w.detach().reshape(-1)
@@ -132,6 +141,8 @@ class Prune(Compressor):
     Options = PruneOptions
 
     def compress(self, weights: Mapping[str, Tensor]) -> SparseWeights:
+        import torch
+
         opts = self.options
         if opts.scope == "layer":
             masks = {
@@ -181,6 +192,8 @@ class PruneL1(Compressor):
     Options = PruneL1Options
 
     def compress(self, weights: Mapping[str, Tensor]) -> SparseWeights:
+        import torch
+
         names = list(weights)
         dtypes = {n: weights[n].dtype for n in names}
         if not names:
@@ -196,6 +209,8 @@ class PruneL1(Compressor):
 
 def project_l1_ball(v: Tensor, radius: float) -> Tensor:
     """Euclidean projection of 1-D ``v`` onto {x : ‖x‖1 ≤ radius} (Duchi et al., 2008)."""
+    import torch
+
     magnitude = v.abs()
     if float(magnitude.sum()) <= radius:
         return v.clone()
@@ -219,6 +234,8 @@ class RowLayer:
     rows: Tensor  # (kept rows, in·kh·kw)
 
     def dense(self) -> Tensor:
+        import torch
+
         out = torch.zeros(
             self.shape[0], self.rows.shape[1], dtype=self.dtype, device=self.rows.device
         )
@@ -234,6 +251,8 @@ class RowLayer:
     def deploy(self, module: nn.Module) -> nn.Module | None:
         """A layer with only the kept rows, scattered into the full output (a removed
         row outputs its bias)."""
+        from benchharness.deploy import kept_rows
+
         return kept_rows(module, self.kept, self.rows)
 
 
@@ -269,6 +288,8 @@ class PruneStructured(Compressor):
     Options = PruneStructuredOptions
 
     def compress(self, weights: Mapping[str, Tensor]) -> RowWeights:
+        import torch
+
         layers = {}
         for name, w in weights.items():
             matrix = as_matrix(w.detach())

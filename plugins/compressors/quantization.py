@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import torch
 from pydantic import Field
-from torch import Tensor
 
 from benchharness import Compressor, CompressorOptions
 from benchharness.coding import FLOAT_BITS, LayerwiseWeights, index_bits, top_k_mask
 
-from .kmeans import kmeans_1d, optimal_kmeans_1d
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import Tensor
+
+
+# the k-means solvers (numpy) are imported when quantising; they stay importable from here
+_KMEANS = ("kmeans_1d", "optimal_kmeans_1d")
 
 
 # --------------------------------------------------------------------------------- Θ
@@ -52,6 +56,8 @@ class CodebookWeights(LayerwiseWeights):
 
 def _learned_layer(w: Tensor, codebook: np.ndarray, codes: np.ndarray) -> CodebookLayer:
     """A layer whose codebook is stored: ⌈log2 C⌉ bits per weight + 32 per entry."""
+    import torch
+
     size = int(codebook.size)
     return CodebookLayer(
         shape=w.shape,
@@ -133,6 +139,10 @@ class Quantize(Compressor):
         self.codebooks: dict[str, np.ndarray] = {}
 
     def compress(self, weights: Mapping[str, Tensor]) -> CodebookWeights:
+        import torch
+
+        from .kmeans import kmeans_1d, optimal_kmeans_1d
+
         opts = self.options
         layers = {}
         for name, w in weights.items():
@@ -161,6 +171,8 @@ def _fixed_layer(
     bits_per_code: int,
     codebook_bits: int,
 ) -> CodebookLayer:
+    import torch
+
     return CodebookLayer(
         shape=w.shape,
         dtype=w.dtype,
@@ -204,6 +216,8 @@ class BinarizeScaled(Compressor):
     Options = CompressorOptions
 
     def compress(self, weights: Mapping[str, Tensor]) -> CodebookWeights:
+        import torch
+
         layers = {}
         for name, w in weights.items():
             flat = w.detach().reshape(-1)
@@ -228,6 +242,8 @@ class TernarizeScaled(Compressor):
     Options = CompressorOptions
 
     def compress(self, weights: Mapping[str, Tensor]) -> CodebookWeights:
+        import torch
+
         layers = {}
         for name, w in weights.items():
             flat = w.detach().reshape(-1)
@@ -246,3 +262,11 @@ class TernarizeScaled(Compressor):
                 codebook_bits=FLOAT_BITS,
             )
         return CodebookWeights(layers)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _KMEANS:
+        from . import kmeans
+
+        return getattr(kmeans, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,36 +10,27 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import Field, field_validator, model_validator
-from torch import Tensor, nn
 
 from benchharness import BenchError, Compressor, CompressorOptions
 from benchharness.coding import (
     FLOAT_BITS,
     as_matrix,
 )
-from benchharness.compression import CompressionContext
 
-from .admm import (
-    AdmmSettings,
-    LayerProblem,
-    admm,
-    input_curvature,
-    layer_op,
-    refit,
-    relu_followers,
-)
-from .sparse_lowrank_theta import (
-    SparseLowRankLayer,
-    SparseLowRankWeights,
-    fine_tune_structured,
-    layer_theta,
-)
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    from benchharness.compression import CompressionContext
+
+    from .admm import AdmmSettings, LayerProblem
+    from .sparse_lowrank_theta import SparseLowRankLayer, SparseLowRankWeights
+
+# SparseLowRankLayer lives in sparse_lowrank_theta (imported when compressing); it stays
+# importable from here
+_THETA = ("SparseLowRankLayer", "SparseLowRankWeights")
 
 
 # ------------------------------------------------------------------------- options
@@ -137,6 +128,8 @@ class SparseLowRankOptions(CompressorOptions):
         return self
 
     def settings(self) -> AdmmSettings:
+        from .admm import AdmmSettings
+
         return AdmmSettings(
             rho=self.rho,
             iterations=self.iterations,
@@ -189,16 +182,23 @@ class SparseLowRank(Compressor):
     data_aware = True
 
     def compress_model(self, ctx: CompressionContext) -> SparseLowRankWeights:
+        import torch
+        from torch import nn
+
+        from .admm import relu_followers
+        from .sparse_lowrank_theta import SparseLowRankWeights, fine_tune_structured
+
+        conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
         o = self.options
         model = ctx.model
         modules = dict(model.named_modules())
         selected = self.select(model)
         names = [n.removesuffix(".weight") if n != "weight" else "" for n in selected]
-        first_conv = next((n for n, m in model.named_modules() if isinstance(m, _CONV)), None)
+        first_conv = next((n for n, m in model.named_modules() if isinstance(m, conv)), None)
         if o.skip_first_conv:
             names = [n for n in names if n != first_conv]
         for n in names:
-            if isinstance(modules[n], _CONV) and modules[n].groups != 1:
+            if isinstance(modules[n], conv) and modules[n].groups != 1:
                 raise BenchError(f"sparse_lowrank: grouped conv {n!r} is not supported")
         if not names:
             return SparseLowRankWeights({})
@@ -261,6 +261,9 @@ class SparseLowRank(Compressor):
     ) -> tuple[SparseLowRankLayer, float, float]:
         """One layer at the given λ1, or at the λ1 the target search finds; then the
         refit. Returns Θ of the layer, the ADMM's last primal residual and λ1."""
+        from .admm import admm, refit
+        from .sparse_lowrank_theta import layer_theta
+
         o = self.options
         settings = o.settings()
 
@@ -294,6 +297,8 @@ class SparseLowRank(Compressor):
         regula falsi on (log λ1, log ratio), kept inside the middle 80 % of the bracket
         (plain bisection while a side has ratio ∞, i.e. an empty layer); stop within
         ``ratio_tolerance`` or after ``search_steps`` ADMM runs."""
+        import torch
+
         o = self.options
         numel, goal = problem.weight.numel(), math.log(o.target_ratio)
         norms = torch.linalg.vector_norm(problem.matrix.float(), dim=0)
@@ -341,6 +346,8 @@ def _problem(
     o: SparseLowRankOptions,
     ctx: CompressionContext,
 ) -> LayerProblem:
+    from .admm import LayerProblem, input_curvature, layer_op
+
     weight = module.weight.detach()
     bias = module.bias.detach() if module.bias is not None else None
     op = layer_op(module)
@@ -350,3 +357,11 @@ def _problem(
     probe = (1, *weight.shape[1:])
     problem.scale = input_curvature(op, probe, inputs, ctx.generator)
     return problem
+
+
+def __getattr__(name: str) -> Any:
+    if name in _THETA:
+        from . import sparse_lowrank_theta
+
+        return getattr(sparse_lowrank_theta, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,149 @@
+"""Start-up time of the `bench` commands that run no job, against plain Python and
+``import torch`` measured in the same run, and whether each imported torch.
+
+    .venv/bin/python benchmarks/startup.py [--repeats 5]
+
+Each command runs ``repeats`` times as a fresh process (the installed ``bench`` script;
+``python -m benchharness`` when there is none) after one untimed warm-up run, and the
+median wall time is printed with its ratio to ``python -c pass`` and to ``python -c
+"import torch"``. ``bench report`` reads a small database of 40 runs built once in a
+temporary directory. Python writes and reuses bytecode caches (``__pycache__``) as it
+does for any user: ``PYTHONDONTWRITEBYTECODE`` is cleared for the timed processes, since
+compiling every module from source on each start would be timed otherwise (it costs
+~0.1 s here). Whether a command imported torch is checked in one more run of the
+same command in-process (:data:`PROBE`), which then looks at ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# runs `bench ARGS...` in-process, then prints the heavy modules it imported
+PROBE = """
+import sys
+from benchharness.cli import app
+try:
+    app(sys.argv[1:], prog_name="bench", standalone_mode=False)
+except SystemExit:
+    pass
+print(*(m for m in ("torch", "torchvision", "numpy", "pandas") if m in sys.modules))
+"""
+SPEC = ROOT / "specs" / "mnist_width_dct.toml"
+RUNS_IN_DB = 40
+BASELINES = ("python -c pass", 'python -c "import torch"')
+
+
+def _bench_command() -> list[str]:
+    script = Path(sys.executable).with_name("bench")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "benchharness"]
+
+
+def commands(db: Path) -> dict[str, list[str]]:
+    """The timed commands by label: two baselines, then the `bench` commands."""
+    bench = _bench_command()
+    python, torch = BASELINES
+    return {
+        python: [sys.executable, "-c", "pass"],
+        torch: [sys.executable, "-c", "import torch"],
+        "bench --help": [*bench, "--help"],
+        "bench plugins": [*bench, "plugins"],
+        "bench plugins --format json": [*bench, "plugins", "--format", "json"],
+        "bench report --pareto": [*bench, "report", "--pareto", "--db", str(db)],
+        f"bench validate specs/{SPEC.name}": [*bench, "validate", str(SPEC)],
+    }
+
+
+def build_db(folder: Path) -> Path:
+    """A database of ``RUNS_IN_DB`` completed runs (20 configurations × 2 seeds)."""
+    from benchharness.store import Store
+    from benchmarks.bench_store import sample_record
+
+    path = folder / "startup.duckdb"
+    store = Store(path)
+    for i in range(RUNS_IN_DB):
+        index = i if i % 50 != 49 else i + 1  # sample_record fails every 50th
+        store.save(sample_record(index))
+    return path
+
+
+def _wall(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
+    return seconds
+
+
+def imports_torch(argv: list[str], env: dict[str, str]) -> bool | None:
+    """Whether the `bench` command ``argv`` imports torch (None for the baselines)."""
+    bench = _bench_command()
+    if argv[: len(bench)] != bench:
+        return None
+    probe = [sys.executable, "-c", PROBE, *argv[len(bench) :]]
+    done = subprocess.run(probe, env=env, capture_output=True, text=True, check=True)
+    return "torch" in done.stdout.split()
+
+
+def measure_startup(repeats: int = 5, only: Iterable[str] | None = None) -> list[dict]:
+    """One row per command: ``command``, ``median_s`` (wall seconds of a fresh process,
+    median of ``repeats`` after a warm-up), ``vs_python`` and ``vs_import_torch`` (its
+    median over the baseline's median in this run) and ``imports_torch``. ``only``: just
+    these `bench` commands (labels of :func:`commands`); the baselines always run."""
+    env = {**os.environ, "BENCH_DATA_DIR": os.environ.get("BENCH_DATA_DIR", "")}
+    env.pop("BENCH_DB", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as folder:
+        to_run = commands(build_db(Path(folder)))
+        if only is not None:
+            keep = {*BASELINES, *only}
+            to_run = {label: argv for label, argv in to_run.items() if label in keep}
+        times: dict[str, list[float]] = {label: [] for label in to_run}
+        for argv in to_run.values():
+            _wall(argv, env)  # warm-up: file-system caches, .pyc files
+        for _ in range(repeats):  # interleaved, so load changes hit every command alike
+            for label, argv in to_run.items():
+                times[label].append(_wall(argv, env))
+        medians = {label: statistics.median(values) for label, values in times.items()}
+        python, torch = (medians[label] for label in BASELINES)
+        return [
+            {
+                "command": label,
+                "median_s": medians[label],
+                "vs_python": medians[label] / python,
+                "vs_import_torch": medians[label] / torch,
+                "imports_torch": imports_torch(argv, env),
+            }
+            for label, argv in to_run.items()
+        ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    rows = measure_startup(args.repeats)
+    print(f"start-up, median of {args.repeats} fresh processes (1-min load {load:.2f})")
+    print(f"{'command':<40} {'median s':>9} {'× python':>9} {'× torch':>8}  imports torch")
+    for row in rows:
+        torch = {None: "", True: "yes", False: "no"}[row["imports_torch"]]
+        print(
+            f"{row['command']:<40} {row['median_s']:>9.3f} {row['vs_python']:>9.1f}"
+            f" {row['vs_import_torch']:>8.2f}  {torch}"
+        )
+
+
+if __name__ == "__main__":
+    main()
