@@ -86,16 +86,18 @@ def test_keep_largest_keeps_exactly_k_and_the_first_of_tied_entries(k):
     assert not torch.signbit(got[got == 0]).any()  # dropped entries are +0.0
 
 
-@pytest.mark.parametrize("k", [3, 50, 97])
-def test_keep_largest_split_over_threads_equals_one_thread(k):
-    from concurrent.futures import ThreadPoolExecutor
-
+@pytest.mark.parametrize("selection", ["magnitude", "lowfreq"])
+def test_chunks_shared_out_among_threads_give_the_single_threaded_result(selection):
     g = torch.Generator().manual_seed(4)
-    coef = torch.randn(1100, 100, generator=g, dtype=torch.float64)
-    coef[::7, :30] = 0.5  # ties at many thresholds
-    alone, split = coef.clone(), coef.clone()
-    _dct_kernels.keep_largest(alone, k)
-    with ThreadPoolExecutor(3) as pool:
-        _dct_kernels.keep_largest(split, k, pool, threads=3)
-    assert torch.equal(alone, split)
-    assert ((alone != 0).sum(1) <= k).all() and ((alone[1::7] != 0).sum(1) == k).all()
+    x = torch.randn(700, 1, 12, 10, generator=g)
+    x[::7, :, :4] = 0.5  # ties at many thresholds
+    order = zigzag_order(12, 10) if selection == "lowfreq" else None
+    before = torch.get_num_threads()
+    alone, shared = (
+        _dct_kernels.transform(
+            x, 37, lowfreq_order=order, reconstruct=True, chunk=64, threads=threads
+        )
+        for threads in (1, 3)
+    )
+    assert torch.equal(alone, shared)
+    assert torch.get_num_threads() == before  # the caller's threads are restored
