@@ -188,7 +188,7 @@ def load_job_data(
             )
         elif disk_key is not None and (str(cache_dir), disk_key) not in _on_disk:
             assert cache_dir is not None
-            transform_cache.store_if_missing(cache_dir, disk_key, cached)
+            transform_cache.store_if_missing(cache_dir, disk_key, cached, held)
         if disk_key is not None:
             _on_disk.add((str(cache_dir), disk_key))
         transformed = cached

@@ -38,7 +38,7 @@ def fingerprint(data: Data) -> str:
     """sha256 of ``data``: every field's name and value, tensors by dtype, shape and bytes."""
     h = hashlib.sha256()
     tensors, scalars = _split_fields(data)
-    h.update(json.dumps(scalars, sort_keys=True).encode())
+    h.update(json.dumps(scalars, sort_keys=True, default=repr).encode())
     _update(h, tensors)
     return h.hexdigest()
 
@@ -75,37 +75,49 @@ def load_or_compute(cache_dir: Path, key: str, like: Data, compute: Callable[[],
             if loaded is not None:
                 return loaded
         data = compute()
-        store(path, key, data)
+        store(path, key, data, like)
         return data
     finally:
         lock.release()
 
 
-def store_if_missing(cache_dir: Path, key: str, data: Data) -> None:
-    """Store ``data`` (computed without the disk cache, e.g. held in memory from an
-    earlier call) as the entry ``key`` unless one exists."""
+def store_if_missing(cache_dir: Path, key: str, data: Data, like: Data) -> None:
+    """Store ``data`` (computed from ``like`` without the disk cache, e.g. held in memory
+    from an earlier call) as the entry ``key`` unless one exists."""
     path = entry_path(cache_dir, key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock"):
             if not path.exists():
                 _remove_stale_temporaries(path)
-                store(path, key, data)
+                store(path, key, data, like)
     except OSError as error:
         _warn(f"cannot use the data cache {path.parent} ({error.strerror or error})")
 
 
-def store(path: Path, key: str, data: Data) -> bool:
+def store(path: Path, key: str, data: Data, like: Data | None = None) -> bool:
     """Write ``data`` as the entry ``key`` at ``path`` atomically; False (with a warning)
-    if it cannot be stored. Call with the key's lock held (:func:`load_or_compute`)."""
+    if it cannot be stored. Call with the key's lock held (:func:`load_or_compute`).
+
+    Tensors ``data`` shares with ``like`` (the input: e.g. the labels, or everything
+    for an identity transform) are not written; a load takes them from its ``like``,
+    which the key identifies by content.
+    """
     tensors, scalars = _split_fields(data)
-    tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    same = sorted(n for n, t in tensors.items() if like is not None and getattr(like, n) is t)
+    stored = {n: _compact(t) for n, t in tensors.items() if n not in same}
+    try:
+        fields = json.dumps(scalars)
+    except (TypeError, ValueError) as error:
+        _warn(f"could not store {path}: a field of the data is not JSON ({error})")
+        return False
     payload = {
         "format": FORMAT_VERSION,
         "key": key,
-        "checksum": checksum(tensors),
-        "tensors": tensors,
-        "fields": json.dumps(scalars),
+        "checksum": checksum(stored),
+        "tensors": stored,
+        "same": same,
+        "fields": fields,
     }
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
@@ -117,6 +129,15 @@ def store(path: Path, key: str, data: Data) -> bool:
         _warn(f"could not store {path} ({error.strerror or error})")
         return False
     return True
+
+
+def _compact(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` on the CPU, contiguous, owning only its own bytes (``torch.save``
+    writes a view's whole storage)."""
+    tensor = tensor.detach().cpu().contiguous()
+    if tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+        tensor = tensor.clone()
+    return tensor
 
 
 def checksum(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -159,7 +180,8 @@ def _read(path: Path, key: str, like: Data) -> Data | None:
         tensors = payload["tensors"]
         if checksum(tensors) != payload["checksum"]:
             raise ValueError("its tensors do not match their checksum")
-        fields = {**json.loads(payload["fields"]), **tensors}
+        same = {name: getattr(like, name) for name in payload["same"]}
+        fields = {**json.loads(payload["fields"]), **tensors, **same}
         data = like.replace(**fields)
     except Exception as exc:
         reason = str(exc) if isinstance(exc, ValueError) else f"malformed: {type(exc).__name__}"

@@ -216,3 +216,17 @@ def test_an_unwritable_cache_only_costs_the_reuse(tmp_path, registry, capsys):
     got = datacache.load_job_data(_config(), registry, tmp_path, blocker)
     assert Squaring.calls == [1.0] and got.data.input_bits == 99
     assert capsys.readouterr().err.startswith("warning: cannot use the data cache")
+
+
+def test_tensors_the_transform_left_alone_are_not_written(tmp_path, registry):
+    cache = tmp_path / "cache"
+    for transform, stored in (("squaring", {"train_x", "test_x"}), ("none", set())):
+        config = _config([{"name": transform}])
+        before = set(_entries(cache)) if (cache / "data").exists() else set()
+        computed = datacache.load_job_data(config, registry, tmp_path, cache)
+        (entry,) = set(_entries(cache)) - before
+        assert set(torch.load(entry, weights_only=True)["tensors"]) == stored
+        datacache.clear()
+        loaded = datacache.load_job_data(config, registry, tmp_path, cache)
+        _assert_same(loaded.data, computed.data)
+    assert Squaring.calls == [1.0]
