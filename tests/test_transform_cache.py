@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import textwrap
@@ -230,3 +231,44 @@ def test_tensors_the_transform_left_alone_are_not_written(tmp_path, registry):
         loaded = datacache.load_job_data(config, registry, tmp_path, cache)
         _assert_same(loaded.data, computed.data)
     assert Squaring.calls == [1.0]
+
+
+def test_a_second_bench_run_transforms_nothing(tmp_path, registry):
+    from benchharness.executor import execute
+    from benchharness.matrix import load_jobs
+    from benchharness.progress import StudyProgress
+
+    spec = tmp_path / "cached.toml"
+    spec.write_text(
+        textwrap.dedent(
+            """
+            [dataset]
+            name = "digits"
+            [transform]
+            name = "squaring"
+            [model]
+            name = "lenet300"
+            hidden = [8]
+            [optimizer]
+            name = "sgd"
+            epochs = 1
+            [measure]
+            latency = false
+            activation_stats = false
+            """
+        )
+    )
+    _spec, jobs = load_jobs(spec, registry)
+    for _ in range(2):  # two runs, as two processes: nothing kept in memory between them
+        datacache.clear()
+        records = execute(
+            jobs,
+            devices=[torch.device("cpu")],
+            save=lambda record: None,
+            data_dir=tmp_path,
+            cache_dir=tmp_path / "cache",
+            registry=registry,
+            progress=StudyProgress(len(jobs), 1, live=False, stream=open(os.devnull, "w")),
+        )
+        assert [r.status for r in records] == ["completed"]
+    assert Squaring.calls == [1.0]  # the preflight check of the first run, stored
