@@ -2,8 +2,12 @@
 
 A transform is deterministic given (dataset, data section, transform tables), so its
 output is keyed by exactly those and shared by every job (model, optimizer, seed) that
-uses it. The ``[data]`` validation split is drawn here too (seeded by ``subset_seed``,
-not the job's seed: every job of a study validates on the same samples).
+uses it. Given a cache directory, transformed datasets are also kept on disk
+(:mod:`benchharness.transform_cache`, keyed by a hash of the input data's bytes and the
+transforms' names, versions and options) and reused by later runs and other processes;
+the in-memory cache stays in front of it. The ``[data]`` validation split is drawn here
+too (seeded by ``subset_seed``, not the job's seed: every job of a study validates on
+the same samples).
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from benchharness import transform_cache
 from benchharness.api import Data
 from benchharness.plugins import Registry
 from benchharness.selection import validation_indices
 
 _MAX_ENTRIES = 8
 _cache: OrderedDict[str, Data] = OrderedDict()
+# Fingerprints of held-out datasets (by memory key), and the (cache dir, entry key)
+# pairs this process has found or written on disk: each is hashed or stored once.
+_fingerprints: dict[str, str] = {}
+_on_disk: set[tuple[str, str]] = set()
 
 
 def _key(*parts: Any) -> str:
@@ -46,6 +55,8 @@ def _lookup(key: str) -> Data | None:
 
 def clear() -> None:
     _cache.clear()
+    _fingerprints.clear()
+    _on_disk.clear()
 
 
 def as_list(section: Any) -> list[dict[str, Any]]:
@@ -154,9 +165,12 @@ def _without_validation(data: Data, n_val: int) -> tuple[Data, tuple[Tensor, Ten
     return rest, (data.test_x[:n_val], data.test_y[:n_val])
 
 
-def load_job_data(config: dict[str, Any], registry: Registry, data_dir: Path) -> JobData:
+def load_job_data(
+    config: dict[str, Any], registry: Registry, data_dir: Path, cache_dir: Path | None = None
+) -> JobData:
     """The job's data: after its `data` section (subsets, validation split), before and
-    after its transforms."""
+    after its transforms. With ``cache_dir``, transformed data is read from and written
+    to its on-disk cache (``<cache_dir>/data/``)."""
     data_section = config.get("data") or {}
     held, n_val = _held_out(config, registry, data_dir)
     raw, _ = _without_validation(held, n_val)
@@ -165,16 +179,67 @@ def load_job_data(config: dict[str, Any], registry: Registry, data_dir: Path) ->
     if transforms:
         full_key = _key(config["dataset"], data_section, transforms)
         cached = _lookup(full_key)
+        disk_key = None
+        if cache_dir is not None:
+            disk_key = _disk_key(config, held, transforms, registry)
         if cached is None:
-            for table in transforms:
-                transformed = registry.from_table("transform", table).apply(transformed)
-            cached = _remember(full_key, transformed)
+            cached = _remember(
+                full_key, _transform(held, transforms, registry, cache_dir, disk_key)
+            )
+        elif disk_key is not None and (str(cache_dir), disk_key) not in _on_disk:
+            assert cache_dir is not None
+            transform_cache.store_if_missing(cache_dir, disk_key, cached, held)
+        if disk_key is not None:
+            _on_disk.add((str(cache_dir), disk_key))
         transformed = cached
     data, validation = _without_validation(transformed, n_val)
     return JobData(raw, data, validation)
 
 
-def load(config: dict[str, Any], registry: Registry, data_dir: Path) -> tuple[Data, Data]:
+def _transform(
+    held: Data,
+    transforms: list[dict[str, Any]],
+    registry: Registry,
+    cache_dir: Path | None,
+    disk_key: str | None,
+) -> Data:
+    def compute() -> Data:
+        data = held
+        for table in transforms:
+            data = registry.from_table("transform", table).apply(data)
+        return data
+
+    if cache_dir is None or disk_key is None:
+        return compute()
+    return transform_cache.load_or_compute(cache_dir, disk_key, held, compute)
+
+
+def _disk_key(
+    config: dict[str, Any], held: Data, transforms: list[dict[str, Any]], registry: Registry
+) -> str:
+    """The on-disk key of the transformed data: what the transforms were applied to (its
+    bytes) and each transform's name, version and options with their defaults."""
+    held_key = _key("fingerprint", config["dataset"], config.get("data") or {})
+    if held_key not in _fingerprints:
+        _fingerprints[held_key] = transform_cache.fingerprint(held)
+    resolved = []
+    for table in transforms:
+        plugin = registry.from_table("transform", table)
+        options = plugin.options.model_dump(mode="json")
+        resolved.append({"name": plugin.name, "version": plugin.version, "options": options})
+    return transform_cache.entry_key(
+        {
+            "input": _fingerprints[held_key],
+            "dataset": config["dataset"],
+            "data": config.get("data") or {},
+            "transforms": resolved,
+        }
+    )
+
+
+def load(
+    config: dict[str, Any], registry: Registry, data_dir: Path, cache_dir: Path | None = None
+) -> tuple[Data, Data]:
     """(raw, transformed): :func:`load_job_data` without the validation split."""
-    job_data = load_job_data(config, registry, data_dir)
+    job_data = load_job_data(config, registry, data_dir, cache_dir)
     return job_data.raw, job_data.data

@@ -99,7 +99,7 @@ def execute(
     """
     registry = registry or get_registry()
     datacache.prepare([job.config for job in jobs], registry, data_dir)
-    preflight.check_jobs(jobs, registry, data_dir)  # data-dependent spec checks
+    preflight.check_jobs(jobs, registry, data_dir, cache_dir)  # data-dependent spec checks
     if jobs_per_device != 1:
         devices = _pack(jobs, devices, jobs_per_device, registry, data_dir)
     progress = progress or StudyProgress(len(jobs), len(devices))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,12 +25,16 @@ __all__ = ["check_jobs"]
 _SPLITS = (("train_subset", "train_x", "training"), ("test_subset", "test_x", "test"))
 
 
-def check_jobs(jobs: Iterable[Any], registry: Registry, data_dir: Any) -> None:
+def check_jobs(
+    jobs: Iterable[Any], registry: Registry, data_dir: Any, cache_dir: Path | None = None
+) -> None:
     """Raise one BenchError (one line per problem) if any job cannot run on its data.
 
     ``jobs`` have ``config`` and ``spec_name`` (:class:`benchharness.matrix.Job`). The
     datasets must be loadable (``datacache.prepare`` has run); every distinct model is
     built on the CPU and given one input of the data's shape (batch 1, no gradients).
+    With ``cache_dir``, transformed data comes from (and goes to) its on-disk cache, so
+    the jobs' workers load what is transformed here.
     """
     problems: list[str] = []
     seen_data: set[str] = set()
@@ -44,7 +49,7 @@ def check_jobs(jobs: Iterable[Any], registry: Registry, data_dir: Any) -> None:
         model_key += _key(config["model"])
         if model_key not in seen_models:
             seen_models.add(model_key)
-            problem = _model_problem(job.spec_name, config, registry, data_dir)
+            problem = _model_problem(job.spec_name, config, registry, data_dir, cache_dir)
             if problem is not None:
                 problems.append(problem)
     if problems:
@@ -71,7 +76,11 @@ def _subset_problems(
 
 
 def _model_problem(
-    spec_name: str, config: dict[str, Any], registry: Registry, data_dir: Any
+    spec_name: str,
+    config: dict[str, Any],
+    registry: Registry,
+    data_dir: Any,
+    cache_dir: Path | None = None,
 ) -> str | None:
     """Why the job's model cannot take its data's input, or None.
 
@@ -79,7 +88,7 @@ def _model_problem(
     a larger one, or whose forward pass fails on (or gives other than one score per class
     for) one input. A build that fails whatever the shape is the plugin's own error, which
     is stored with each of its jobs like any other (the study goes on)."""
-    _, data = datacache.load(config, registry, data_dir)
+    _, data = datacache.load(config, registry, data_dir, cache_dir)
     shape = tuple(data.input_shape)
     where = f"{spec_name}: model — {short(config['model'])} on {short(config['dataset'])}"
     if config.get("transform"):

@@ -76,7 +76,7 @@ def execute_ray(
     ray = import_ray()
     registry = registry or get_registry()
     datacache.prepare([job.config for job in jobs], registry, data_dir)
-    preflight.check_jobs(jobs, registry, data_dir)
+    preflight.check_jobs(jobs, registry, data_dir, cache_dir)
     progress = progress or StudyProgress(len(jobs), 1)
     study = _Study(save, progress, max_failures)
     started_here = False

@@ -111,7 +111,7 @@ def _run(
 ) -> JobContext:
     config = job.config
     measure = config.get("measure") or {}
-    job_data = datacache.load_job_data(config, registry, data_dir)
+    job_data = datacache.load_job_data(config, registry, data_dir, cache_dir)
     raw, data = job_data.raw, place(job_data.data, device)
     validation = None
     if job_data.validation is not None:  # held where the data is: on the device if it fits

@@ -121,29 +121,45 @@ def plain_epoch(
         loss.backward()
         optimizer.step()
         loss_sum += loss.item() * len(y)
+    plain_evaluate(model, data)
+    return loss_sum / n
+
+
+def plain_evaluate(model: nn.Module, data: Data) -> tuple[float, float]:
+    """One plain ``no_grad`` pass over the test split in batches of ``EVAL_BATCH_SIZE``:
+    (mean cross-entropy, accuracy). Leaves the model in train mode."""
     model.eval()
     correct, test_loss = 0, 0.0
+    n = data.test_x.shape[0]
     with torch.no_grad():
-        for start in range(0, data.test_x.shape[0], EVAL_BATCH_SIZE):
+        for start in range(0, n, EVAL_BATCH_SIZE):
             logits = model(data.test_x[start : start + EVAL_BATCH_SIZE])
             target = data.test_y[start : start + EVAL_BATCH_SIZE]
             test_loss += F.cross_entropy(logits, target, reduction="sum").item()
             correct += int((logits.argmax(1) == target).sum())
     model.train()
-    return loss_sum / n
+    return test_loss / n, correct / n
 
 
 class EpochPair:
     """A harness epoch and a plain epoch on the same data, each with its own freshly built
     (identically initialised) model and optimizer, so that neither benefits from the
-    other's training."""
+    other's training. ``data`` defaults to synthetic images; ``width`` is compressednet's α."""
 
-    def __init__(self, n_train: int, n_test: int = 1024, seed: int = 0):
-        self.data = synthetic_data(n_train, n_test, seed)
-        self.harness_model = build_compressednet(seed)
+    def __init__(
+        self,
+        n_train: int,
+        n_test: int = 1024,
+        seed: int = 0,
+        *,
+        width: float = 1.0,
+        data: Data | None = None,
+    ):
+        self.data = data if data is not None else synthetic_data(n_train, n_test, seed)
+        self.harness_model = build_compressednet(seed, width)
         self.harness_optimizer = sgd(self.harness_model)
         self.ctx = job_context(self.data, seed)
-        self.plain_model = build_compressednet(seed)
+        self.plain_model = build_compressednet(seed, width)
         self.plain_optimizer = sgd(self.plain_model)
         self.generator = torch.Generator().manual_seed(seed)
 

@@ -4,32 +4,36 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field, field_validator
-from torch import Tensor
 
 from benchharness import BenchError, Data, PluginOptions, Transform, hookimpl
 from benchharness.coding import FLOAT_BITS, index_bits
 
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+# Torch and NumPy are imported only when a transform runs (plugins/_dct_kernels.py):
+# listing the plugins must not need them.
+
 # Images per step of the transform: small enough that a chunk's image, coefficients and
-# top-k temporaries stay in the CPU caches (1024 · 28·28 · 4 B ≈ 3 MiB); 8192 and above
-# ran ~1.5–2× slower on 70k MNIST images (benchmarks/dct_transform.py).
+# selection temporaries stay in the CPU caches (1024 · 28·28 · 4 B ≈ 3 MiB); 8192 and
+# above ran ~1.5–2× slower on 70k MNIST images (benchmarks/dct_transform.py).
 _CHUNK = 1024
 
 
-def dct_matrix(n: int, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+def dct_matrix(n: int, dtype: torch.dtype | None = None, device=None) -> Tensor:
     """The orthonormal DCT-II matrix ``D`` (``n × n``): ``D @ x`` is ``dct(x, norm="ortho")``.
 
     ``D[k, i] = s_k · cos(π (2i + 1) k / 2n)`` with ``s_0 = √(1/n)``, ``s_k = √(2/n)``.
-    Built in float64, then cast, so float32 callers get correctly rounded entries.
+    Built in float64, then cast to ``dtype`` (default float64), so float32 callers get
+    correctly rounded entries.
     """
-    k = torch.arange(n, dtype=torch.float64).unsqueeze(1)
-    i = torch.arange(n, dtype=torch.float64).unsqueeze(0)
-    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
-    d[0] /= math.sqrt(2.0)
-    return d.to(dtype=dtype, device=device)
+    from benchharness_plugins import _dct_kernels
+
+    return _dct_kernels.dct_matrix(n, dtype, device)
 
 
 def dct2(x: Tensor) -> Tensor:
@@ -55,6 +59,8 @@ def _zigzag(h: int, w: int) -> tuple[int, ...]:
 
 def zigzag_order(h: int, w: int) -> Tensor:
     """Row-major flat indices of an ``h × w`` grid in JPEG zig-zag order (DC first)."""
+    import torch
+
     return torch.tensor(_zigzag(h, w), dtype=torch.int64)
 
 
@@ -101,8 +107,10 @@ class DCT(Transform):
 
     name = "dct"
     # 2: chunked products and top-k on the smaller side; outputs differ from 1 by float32
-    # rounding, so cached models trained on version 1's data are not reused
-    version = "2"
+    # rounding, so cached models trained on version 1's data are not reused.
+    # 3: magnitude ties at the threshold keep the first in row order (2 left it to
+    # torch.topk), so data with such ties may differ from version 2's.
+    version = "3"
 
     class Options(PluginOptions):
         ratio: float = Field(
@@ -178,49 +186,16 @@ class DCT(Transform):
         return 2 * macs
 
     def _transform(self, x: Tensor, k: int) -> Tensor:
+        from benchharness_plugins import _dct_kernels
+
         h, w = x.shape[-2:]
-        d_h = dct_matrix(h, x.dtype, x.device)
-        d_w_t = dct_matrix(w, x.dtype, x.device).T.contiguous()
-        low_mask = None
-        if self.options.selection == "lowfreq":
-            low_mask = torch.zeros(h * w, dtype=x.dtype, device=x.device)
-            low_mask[zigzag_order(h, w)[:k].to(x.device)] = 1.0
-        reconstruct = self.options.output == "reconstruction"
-        out = torch.empty_like(x)
-        for chunk, dest in zip(x.split(_CHUNK), out.split(_CHUNK), strict=True):
-            # chunk @ D_Wᵀ first: a contiguous batch times a matrix is one flat GEMM.
-            coef = (d_h @ (chunk @ d_w_t)).reshape(-1, h * w)
-            if k < h * w:
-                if low_mask is not None:
-                    coef.mul_(low_mask)
-                else:
-                    _keep_largest(coef, k)
-            coef = coef.reshape(chunk.shape)
-            if reconstruct:
-                torch.matmul(d_h.T @ coef, d_w_t.T, out=dest)
-            else:
-                dest.copy_(coef)
-        return out
-
-
-def _keep_largest(coef: Tensor, k: int) -> None:
-    """Zero, in place, all but the ``k`` largest-magnitude entries of each row of ``coef``.
-
-    A partial sort (``torch.topk``) of whichever side is smaller: the ``k`` kept (then
-    copied into zeros) or the ``n − k`` dropped (then zeroed in place). Ties at the
-    threshold are broken by ``torch.topk``, so exactly ``k`` survive either way. (A
-    values-only ``np.partition`` threshold measured 1.1–1.5× slower here: it runs on
-    one thread; an int32 view of the magnitudes sped up random data but not MNIST.)
-    """
-    n = coef.shape[1]
-    magnitude = coef.abs()
-    if 2 * k <= n:
-        idx = magnitude.topk(k, dim=1, sorted=False).indices
-        kept = coef.gather(1, idx)
-        coef.zero_().scatter_(1, idx, kept)
-    else:
-        idx = magnitude.topk(n - k, dim=1, largest=False, sorted=False).indices
-        coef.scatter_(1, idx, 0.0)
+        return _dct_kernels.transform(
+            x,
+            k,
+            lowfreq_order=zigzag_order(h, w) if self.options.selection == "lowfreq" else None,
+            reconstruct=self.options.output == "reconstruction",
+            chunk=_CHUNK,
+        )
 
 
 @hookimpl

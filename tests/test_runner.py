@@ -349,7 +349,7 @@ selection = "{selection}"
     assert row["transform_flops"] == 2 * 2 * (8 * 8 * 8 + 8 * 8 * 8) == 4096
     assert row["flops_effective"] == row["flops"] == 2 * MLP_WEIGHTS
     assert row["flops_total"] == row["flops_effective"] + row["transform_flops"]
-    assert json.loads(row["plugin_versions"])["transform:dct"] == "2"
+    assert json.loads(row["plugin_versions"])["transform:dct"] == "3"
 
 
 # ----------------------------------------------------------------- transforms

@@ -9,6 +9,7 @@ import torch
 
 import benchharness_plugins.transforms as transforms
 from benchharness import Data
+from benchharness_plugins import _dct_kernels
 from benchharness_plugins.transforms import DCT, dct_matrix, zigzag_order
 
 N_IMAGES = 300
@@ -59,7 +60,7 @@ def test_keep_largest_with_ties_keeps_exactly_k_of_the_largest(dtype, k):
     coef = (torch.randint(-2, 3, (200, 16), generator=g)).to(dtype)
     coef[:3] = 0
     original = coef.clone()
-    transforms._keep_largest(coef, k)
+    _dct_kernels.keep_largest(coef, k)
     for row, before in zip(coef, original, strict=True):
         survivors = (row != 0).nonzero().squeeze(1)
         assert survivors.numel() <= k
@@ -68,3 +69,35 @@ def test_keep_largest_with_ties_keeps_exactly_k_of_the_largest(dtype, k):
         assert torch.equal(row[survivors], before[survivors])
         got = row.abs().sort(descending=True).values[:k]
         assert torch.equal(got, before.abs().sort(descending=True).values[:k])
+
+
+@pytest.mark.parametrize("k", [1, 4, 7, 12])
+def test_keep_largest_keeps_exactly_k_and_the_first_of_tied_entries(k):
+    # Brute force: rank the entries by (magnitude descending, position ascending).
+    g = torch.Generator().manual_seed(3)
+    coef = torch.randint(-3, 4, (300, 13), generator=g).to(torch.float32)
+    expected = torch.zeros_like(coef)
+    for i, row in enumerate(coef):
+        order = sorted(range(row.numel()), key=lambda j: (-abs(float(row[j])), j))[:k]
+        expected[i, order] = row[order]
+    got = coef.clone()
+    _dct_kernels.keep_largest(got, k)
+    assert torch.equal(got, expected)
+    assert not torch.signbit(got[got == 0]).any()  # dropped entries are +0.0
+
+
+@pytest.mark.parametrize("selection", ["magnitude", "lowfreq"])
+def test_chunks_shared_out_among_threads_give_the_single_threaded_result(selection):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(700, 1, 12, 10, generator=g)
+    x[::7, :, :4] = 0.5  # ties at many thresholds
+    order = zigzag_order(12, 10) if selection == "lowfreq" else None
+    before = torch.get_num_threads()
+    alone, shared = (
+        _dct_kernels.transform(
+            x, 37, lowfreq_order=order, reconstruct=True, chunk=64, threads=threads
+        )
+        for threads in (1, 3)
+    )
+    assert torch.equal(alone, shared)
+    assert torch.get_num_threads() == before  # the caller's threads are restored
