@@ -193,6 +193,13 @@ class RunOptions(_Section):
         description="stop a job running longer than this and store it as failed "
         "(`bench run --timeout` overrides it)",
     )
+    group_seeds: bool = Field(
+        True,
+        description="train jobs that differ only in seed, learning rate and schedule, "
+        "weight decay, momentum or a transform's setting (same shapes) as one fused model "
+        "where a short measured probe says it is faster; each job still gets its own "
+        "initialisation, batches, curves and row (`bench run --no-group` turns it off)",
+    )
 
 
 class ResourceOptions(_Section):
