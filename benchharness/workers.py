@@ -71,8 +71,10 @@ def run_in_workers(
 
     A unit of ``k`` jobs still running ``k·timeout`` seconds after it was handed over is
     stopped: its worker is killed and replaced, and its unreported jobs are stored as
-    timed out. Once ``stopping()`` is true no further unit is handed out; the running
-    ones finish. Jobs never handed out get no record.
+    timed out. When a worker dies in a unit of several jobs, its unreported jobs are
+    handed out again one by one, so a crash fails only the job that crashes alone. Once
+    ``stopping()`` is true no further unit is handed out; the running ones finish. Jobs
+    never handed out get no record.
     """
     ctx = _context()
     pending = collections.deque(work)
@@ -116,7 +118,13 @@ def run_in_workers(
                     slot.process.kill()
                 slot.process.join()
                 _drain(slot, finish, progress)  # a result sent just before the end counts
-                if slot.jobs:
+                if len(slot.jobs) > 1 and not overdue:
+                    # a group died (perhaps of training fused): its jobs go on alone
+                    pending.extendleft([job] for job in reversed(slot.jobs))
+                    slot.jobs = []
+                    if wanted():
+                        slots.append(start(slot.device))
+                elif slot.jobs:
                     error = (
                         f"timed out after {slot.deadline:g} s"
                         if overdue
