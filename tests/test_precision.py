@@ -175,3 +175,21 @@ def test_m005_marks_earlier_runs_fp32(tmp_path):
     con.close()
     runs = Store(db).runs("s")
     assert list(runs["precision"]) == ["fp32"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_precision_survives_export_and_import(tmp_path, fmt):
+    from benchharness.exchange import export, import_paths
+    from tests.test_store import make_record
+
+    source = Store(tmp_path / "source.duckdb")
+    bf16 = {"model": {"name": "mlp"}, "compute": {"precision": "bf16"}}
+    source.save(make_record("low", config=bf16))
+    source.save(make_record("plain"))
+    export(source, tmp_path / "export", fmt)
+    target = Store(tmp_path / "target.duckdb")
+    report = import_paths(target, [tmp_path / "export"])
+    assert report.imported == 2
+    runs = target.runs("spec-a").set_index("job_id")
+    assert runs.loc["low", "precision"] == "bf16"
+    assert runs.loc["plain", "precision"] == "fp32"
