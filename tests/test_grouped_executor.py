@@ -4,6 +4,9 @@ alone stores (same ids, one row per job, metrics and curves within float toleran
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -275,11 +278,70 @@ def test_max_failures_starts_no_unit_after_the_failures(tmp_path, fuse_always):
     assert len(stored) == 2 and {r["status"] for r in stored.values()} == {"failed"}
 
 
-def test_worker_processes_run_groups_with_the_same_results(tmp_path):
-    """With a timeout the jobs run in a worker process (its own probe, really measured)."""
-    spec = write(tmp_path, "workers", matrix="seeds = [0, 1]")
-    in_worker, alone = tmp_path / "worker.duckdb", tmp_path / "alone.duckdb"
-    result = run(spec, in_worker, "--timeout", "5")
-    assert result.exit_code == 0, result.output
-    assert run(spec, alone, "--no-group").exit_code == 0
-    assert_same_results(in_worker, alone, "workers")
+HANG_MODEL = '''
+"""A model whose build never returns for some seeds: a hung member of a group."""
+import time
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from benchharness import Model, PluginOptions, hookimpl
+
+
+class SleepyNet(Model):
+    """A linear classifier; its build hangs when the job's seed is in hang_seeds."""
+
+    name = "sleepy_net"
+    version = "1.0"
+
+    class Options(PluginOptions):
+        hang_seeds: list[int] = Field([], description="seeds whose build hangs")
+
+    def build(self, input_shape, num_classes):
+        while torch.initial_seed() in self.options.hang_seeds:
+            time.sleep(0.5)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))
+
+
+@hookimpl
+def register_models(register):
+    register(SleepyNet)
+'''
+
+
+def test_a_hung_group_times_out_after_its_members_timeouts(tmp_path):
+    """A unit of k jobs gets k times the per-job timeout; its jobs then fail as timed out."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "bench_sleepy_model.py").write_text(HANG_MODEL)
+    info = site / "bench_sleepy_model-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: bench-sleepy-model\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text("[benchharness]\nsleepy = bench_sleepy_model\n")
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    spec = write(
+        tmp_path,
+        "hung",
+        model="sleepy_net",
+        model_options="hang_seeds = [1]",
+        extra="[run]\ntimeout_minutes = 0.04  # 2.4 s per job",
+        matrix="seeds = [0, 1]",
+    )
+    db = tmp_path / "bench.duckdb"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchharness", "run", str(spec), "--db", str(db)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    stored = rows(db, "hung")
+    assert len(stored) == 2
+    assert {(r["status"], r["error"]) for r in stored.values()} == {
+        ("failed", "timed out after 4.8 s")
+    }
