@@ -62,16 +62,6 @@ def run_unit(
 ) -> Iterator[RunRecord]:
     """Run one unit, yielding each job's record as soon as it is final (never raising
     for a job's own failure)."""
-    if len(jobs) == 1:
-        yield run_job(
-            jobs[0],
-            registry=registry,
-            device=device,
-            data_dir=data_dir,
-            cache_dir=cache_dir,
-            events=events,
-        )
-        return
 
     def alone(job: Job) -> RunRecord:
         return run_job(
@@ -82,6 +72,10 @@ def run_unit(
             cache_dir=cache_dir,
             events=events,
         )
+
+    if len(jobs) == 1:
+        yield alone(jobs[0])
+        return
 
     runs: list[JobRun] = []
     for job in jobs:
