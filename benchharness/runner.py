@@ -131,13 +131,15 @@ class JobRun:
     layer_macs: dict[str, int]
     flops: int | None
     per_module: dict[str, int]
-    rng: tuple[Any, Any, torch.Tensor]
+    rng: tuple[Any, Any, torch.Tensor, torch.Tensor | None]
 
     def restore_rng(self) -> None:
-        state_random, state_numpy, state_torch = self.rng
+        state_random, state_numpy, state_torch, state_cuda = self.rng
         random.setstate(state_random)
         np.random.set_state(state_numpy)
         torch.set_rng_state(state_torch)
+        if state_cuda is not None:
+            torch.cuda.set_rng_state(state_cuda, self.device)
 
 
 def prepare(
@@ -194,7 +196,8 @@ def prepare(
         validation=validation,
     )
     record.curves = ctx.curves
-    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda_rng)
     return JobRun(
         job,
         record,

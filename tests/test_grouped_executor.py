@@ -345,3 +345,20 @@ def test_a_hung_group_times_out_after_its_members_timeouts(tmp_path):
     assert {(r["status"], r["error"]) for r in stored.values()} == {
         ("failed", "timed out after 4.8 s")
     }
+
+
+def test_bf16_members_train_fused_in_bf16(tmp_path, fuse_always):
+    """Reduced precision fuses too (its rounding differs more: bf16 keeps 8 bits)."""
+    spec = write(
+        tmp_path, "bf16", extra='[compute]\nprecision = "bf16"', matrix="seeds = [0, 1, 2]"
+    )
+    grouped, alone = tmp_path / "grouped.duckdb", tmp_path / "alone.duckdb"
+    assert run(spec, grouped).exit_code == 0
+    assert run(spec, alone, "--no-group").exit_code == 0
+    assert fuse_always == [3]
+    a, b = rows(grouped, "bf16"), rows(alone, "bf16")
+    assert sorted(a) == sorted(b)
+    for job_id, row in a.items():
+        assert row["precision"] == "bf16" and row["extra"]["train_group_members"] == 3
+        assert row["test_accuracy"] == pytest.approx(b[job_id]["test_accuracy"], abs=0.02)
+        assert row["test_loss"] == pytest.approx(b[job_id]["test_loss"], rel=1e-2)
