@@ -4,7 +4,8 @@ Only this (parent) process writes to the database: each finished job is saved in
 own transaction, so a crash or kill loses at most the jobs in flight. With one device
 and no timeout the jobs run in the parent process itself (no process overhead,
 in-process plugins visible); otherwise each device gets a spawned worker
-(:mod:`benchharness.workers`).
+(:mod:`benchharness.workers`). Jobs that may train together are handed out as one unit
+(:mod:`benchharness.grouped_runner`); each still gets its own record.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import torch
 
 from benchharness import datacache, preflight
 from benchharness.errors import BenchError
+from benchharness.grouped_runner import run_unit, units
 from benchharness.interrupts import deferred_interrupts
 from benchharness.matrix import Job
 from benchharness.plugins import Registry, get_registry
 from benchharness.progress import StudyProgress
 from benchharness.records import RunRecord
-from benchharness.runner import run_job
 from benchharness.workers import run_in_workers
 
 Save = Callable[[RunRecord], Any]
@@ -82,6 +83,7 @@ def execute(
     timeout: float | None = None,
     max_failures: int | None = None,
     jobs_per_device: int | str = 1,
+    group_seeds: bool = True,
 ) -> list[RunRecord]:
     """Run ``jobs``, calling ``save(record)`` for each as soon as it finishes; return the
     records in the order they finished.
@@ -96,6 +98,13 @@ def execute(
     jobs have failed no new job starts; the running ones finish, the others get no
     record (fewer records than jobs). ``jobs_per_device`` (a positive int or ``auto``)
     runs that many jobs at once on each device, one worker each (:mod:`.packing`).
+
+    ``group_seeds`` (``[run] group_seeds``, ``--no-group``) hands out the jobs that may
+    train as one fused model as one unit (:func:`benchharness.grouped_runner.units`),
+    trained fused where a measured probe says it is faster. A unit is one piece of work:
+    its jobs are stored one by one as they finish; ``--max-failures`` is checked between
+    units; a unit of ``k`` jobs has ``k`` times the per-job ``timeout``, and its jobs not
+    finished by then are stored as timed out.
     """
     registry = registry or get_registry()
     datacache.prepare([job.config for job in jobs], registry, data_dir)
@@ -105,11 +114,12 @@ def execute(
     progress = progress or StudyProgress(len(jobs), len(devices))
     study = _Study(save, progress, max_failures)
     threads = threads_per_worker(len(devices))
+    work = units(jobs, group=group_seeds)
     try:
         if len(devices) == 1 and timeout is None:
-            _execute_inline(jobs, devices[0], threads, study, data_dir, cache_dir, registry)
+            _execute_inline(work, devices[0], threads, study, data_dir, cache_dir, registry)
         else:
-            _execute_workers(jobs, devices, threads, study, data_dir, cache_dir, timeout)
+            _execute_workers(work, devices, threads, study, data_dir, cache_dir, timeout)
         return study.records
     finally:
         progress.close()
@@ -164,7 +174,7 @@ class _Study:
 
 
 def _execute_workers(
-    jobs: list[Job],
+    work: list[list[Job]],
     devices: list[torch.device],
     threads: int,
     study: _Study,
@@ -173,7 +183,7 @@ def _execute_workers(
     timeout: float | None,
 ) -> None:
     run_in_workers(
-        jobs,
+        work,
         devices,
         threads=threads,
         data_dir=data_dir,
@@ -186,7 +196,7 @@ def _execute_workers(
 
 
 def _execute_inline(
-    jobs: list[Job],
+    work: list[list[Job]],
     device: torch.device,
     threads: int,
     study: _Study,
@@ -195,16 +205,17 @@ def _execute_inline(
     registry: Registry,
 ) -> None:
     torch.set_num_threads(threads)
-    for job in jobs:
+    for unit in work:
         if study.stopping():
             return
-        study.progress.job_started_event(job)
-        record = run_job(
-            job,
+        for job in unit:
+            study.progress.job_started_event(job)
+        for record in run_unit(
+            unit,
             registry=registry,
             device=device,
             data_dir=data_dir,
             cache_dir=cache_dir,
             events=study.progress.event,
-        )
-        study.finish(record)
+        ):
+            study.finish(record)

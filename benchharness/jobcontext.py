@@ -4,6 +4,7 @@ compressor's fine-tuning) get a child context of the same job."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from torch import Tensor, nn
 
 from benchharness import augment, datacache, metrics, trained_cache
 from benchharness.api import Compressed, Data
+from benchharness.grouped.precision import autocast
 from benchharness.matrix import Job
 from benchharness.plugins import Registry, plugin_versions
 from benchharness.records import CurvePoint
+from benchharness.spec_sections import job_precision
 from benchharness.training_api import Evaluation, Optimizer, TrainContext
 
 
@@ -72,22 +75,29 @@ class JobContext(TrainContext):
         section = job.config.get("data") or {}
         self.select = str(section.get("select", "last"))
         self.augmentation = augment.from_data_section(section)
+        self.precision = job_precision(job.config)
 
     @property
     def compressors(self) -> list[Any]:  # type: ignore[override]
         self.used_compressors = True
         return self._compressors
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The job's ``[compute] precision`` autocast on its device (a no-op for fp32)."""
+        return autocast(self.precision, self.device)
+
     def evaluate(self, model: nn.Module) -> Evaluation:
-        return metrics.evaluate(
-            model, self.data.test_x, self.data.test_y, self.eval_batch_size, self.device
-        )
+        with self.autocast():
+            return metrics.evaluate(
+                model, self.data.test_x, self.data.test_y, self.eval_batch_size, self.device
+            )
 
     def validate(self, model: nn.Module) -> Evaluation | None:
         if self.validation is None:
             return None
         x, y = self.validation
-        return metrics.evaluate(model, x, y, self.eval_batch_size, self.device)
+        with self.autocast():
+            return metrics.evaluate(model, x, y, self.eval_batch_size, self.device)
 
     def log(
         self, step: int, total: int | None = None, *, phase: str = "train", **values: float
@@ -159,7 +169,7 @@ def training_inputs(
     base = table.get("base")  # a wrapping scheme's base optimizer (e.g. the compander's)
     if isinstance(base, Mapping) and isinstance(base.get("name"), str):
         used.append(("optimizer", base["name"]))
-    return {
+    inputs = {
         "dataset": config["dataset"],
         "data": config.get("data"),
         "transform": config.get("transform"),
@@ -168,3 +178,6 @@ def training_inputs(
         "seed": job.seed,
         "versions": plugin_versions(registry, used),
     }
+    if config.get("compute"):  # absent at its defaults: the keys of fp32 models stay
+        inputs["compute"] = config["compute"]
+    return inputs

@@ -102,11 +102,21 @@ def _m004_selected_epoch(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN selected_epoch INTEGER")
 
 
+def _m005_precision(con: duckdb.DuckDBPyConnection) -> None:
+    # [compute] precision of each run; every run stored before it existed trained in fp32
+    con.execute("ALTER TABLE runs ADD COLUMN precision VARCHAR")
+    con.execute(
+        "UPDATE runs SET precision = "
+        "coalesce(json_extract_string(config, '$.compute.precision'), 'fp32')"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", _m001_initial),
     ("m002_reuse_and_honest_costs", _m002_reuse_and_honest_costs),
     ("m003_journal_state", _m003_journal_state),
     ("m004_selected_epoch", _m004_selected_epoch),
+    ("m005_precision", _m005_precision),
 ]
 
 

@@ -75,8 +75,7 @@ class StudyProgress:
             print(line, file=self.stream, flush=True)
 
     def job_started_event(self, job: Job) -> None:
-        i = len(self.index) + 1
-        self.index[job.id] = i
+        i = self.index.setdefault(job.id, len(self.index) + 1)  # a restarted job keeps its i
         self.job_started[job.id] = time.monotonic()
         self._print(f"[job {i}/{self.total}] start {describe_job(job)}")
         if self._rich is not None:

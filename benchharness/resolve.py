@@ -13,6 +13,7 @@ from benchharness.plugin_tables import plugin_table_fields
 from benchharness.plugins import Registry
 from benchharness.problems import Problems, unknown_key, validate
 from benchharness.spec import CONFIG_SECTIONS, HARNESS_SECTIONS
+from benchharness.spec_sections import LATER_SECTIONS
 
 __all__ = ["MULTI_SECTIONS", "resolve_config"]
 
@@ -38,8 +39,9 @@ def resolve_config(doc: dict[str, Any], registry: Registry, problems: Problems) 
             model = HARNESS_SECTIONS[section]
             data = {} if value is None else value
             valid = validate(problems, section, model, data, what=f"[{section}]")
-            if valid is not None:
-                config[section] = valid.model_dump(mode="json")
+            dumped = None if valid is None else valid.model_dump(mode="json")
+            if dumped is not None and (dumped or section not in LATER_SECTIONS):
+                config[section] = dumped
         elif value is None and section in MULTI_SECTIONS:
             config[section] = []
         elif value is None:

@@ -4,10 +4,11 @@ touches the database (it returns a RunRecord)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,18 +75,27 @@ def run_job(
     """Run one job end to end. Never raises for a job's own failure: a failed RunRecord
     carries the error instead, so the other jobs go on."""
     record = failed_record(job, started_at=datetime.now(UTC))
-    used = [
-        ("dataset", job.config["dataset"]["name"]),
-        ("model", job.config["model"]["name"]),
-        ("optimizer", job.config["optimizer"]["name"]),
-    ]
-    used += [("transform", t["name"]) for t in datacache.as_list(job.config.get("transform"))]
-    used += [("compressor", c["name"]) for c in datacache.as_list(job.config.get("compressor"))]
-    ctx: JobContext | None = None
+
+    def run() -> None:
+        job_run = prepare(job, record, registry, device, data_dir, cache_dir, events)
+        model, train_seconds, reused = _train(job, job_run.model, job_run.optimizer, job_run.ctx)
+        complete(job_run, model, train_seconds, reused)
+
+    capture(record, run)
+    record.finished_at = datetime.now(UTC)
+    return record
+
+
+def capture(record: RunRecord, step: Callable[[], Any], *, completes: bool = True) -> bool:
+    """Run ``step`` of ``record``'s job; return whether it succeeded.
+
+    A job's own failure (a divergence, a :class:`BenchError`, a plugin's bug, with its
+    traceback) is written into ``record``, whose status stays failed, instead of raised.
+    On success the status becomes completed, unless ``completes`` is false (a first part
+    of the job).
+    """
     try:
-        record.provenance = provenance.collect(device, plugin_versions(registry, used))
-        ctx = _run(job, record, registry, device, data_dir, cache_dir, events)
-        record.status = "completed"
+        step()
     except Diverged as exc:
         record.error = f"diverged: {exc}"
     except BenchError as exc:
@@ -93,14 +103,46 @@ def run_job(
     except Exception as exc:  # a plugin's bug must not stop the study
         record.error = f"{type(exc).__name__}: {exc}"
         record.extra["traceback"] = traceback.format_exc()
-    finally:
-        if ctx is not None:
-            record.curves = ctx.curves
-        record.finished_at = datetime.now(UTC)
-    return record
+    else:
+        if completes:
+            record.status = "completed"
+        return True
+    return False
 
 
-def _run(
+@dataclasses.dataclass
+class JobRun:
+    """One job between :func:`prepare` and :func:`complete`: everything its training
+    and the rest of its pipeline need. ``rng`` holds the global random states as
+    training found them (restored before :func:`complete` by a caller that trained
+    other jobs in between: see :mod:`benchharness.grouped_runner`)."""
+
+    job: Job
+    record: RunRecord
+    registry: Registry
+    device: torch.device
+    raw: Data
+    data: Data
+    model: nn.Module
+    optimizer: Any
+    ctx: JobContext
+    compressors: list[Any]
+    tables: list[dict[str, Any]]
+    layer_macs: dict[str, int]
+    flops: int | None
+    per_module: dict[str, int]
+    rng: tuple[Any, Any, torch.Tensor, torch.Tensor | None]
+
+    def restore_rng(self) -> None:
+        state_random, state_numpy, state_torch, state_cuda = self.rng
+        random.setstate(state_random)
+        np.random.set_state(state_numpy)
+        torch.set_rng_state(state_torch)
+        if state_cuda is not None:
+            torch.cuda.set_rng_state(state_cuda, self.device)
+
+
+def prepare(
     job: Job,
     record: RunRecord,
     registry: Registry,
@@ -108,8 +150,18 @@ def _run(
     data_dir: Path,
     cache_dir: Path,
     events: Events,
-) -> JobContext:
+) -> JobRun:
+    """Everything up to training: provenance, data, the seeded model, FLOPs, compressors,
+    the optimizer plugin and the job's context (whose curves are ``record``'s)."""
     config = job.config
+    used = [
+        ("dataset", config["dataset"]["name"]),
+        ("model", config["model"]["name"]),
+        ("optimizer", config["optimizer"]["name"]),
+    ]
+    used += [("transform", t["name"]) for t in datacache.as_list(config.get("transform"))]
+    used += [("compressor", c["name"]) for c in datacache.as_list(config.get("compressor"))]
+    record.provenance = provenance.collect(device, plugin_versions(registry, used))
     measure = config.get("measure") or {}
     job_data = datacache.load_job_data(config, registry, data_dir, cache_dir)
     raw, data = job_data.raw, place(job_data.data, device)
@@ -122,10 +174,9 @@ def _run(
     model = registry.from_table("model", config["model"]).build(data.input_shape, data.num_classes)
     model = model.to(device)
     tables = datacache.as_list(config.get("compressor"))
-    count_flops = bool(measure.get("flops", True))
     flops, per_module = (
         metrics.layer_flops(model, data.input_shape, device)
-        if count_flops or tables
+        if bool(measure.get("flops", True)) or tables
         else (None, {})
     )
     compressors = [registry.from_table("compressor", c) for c in tables]
@@ -145,7 +196,37 @@ def _run(
         validation=validation,
     )
     record.curves = ctx.curves
-    model, train_seconds, reused = _train(job, model, optimizer, ctx)
+    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda_rng)
+    return JobRun(
+        job,
+        record,
+        registry,
+        device,
+        raw,
+        data,
+        model,
+        optimizer,
+        ctx,
+        compressors,
+        tables,
+        layer_macs,
+        flops,
+        per_module,
+        rng,
+    )
+
+
+def complete(job_run: JobRun, model: nn.Module, train_seconds: float, reused: bool) -> None:
+    """Everything after training ``model``: selection, post-training compression, the
+    final evaluation and the measurements, into the job's record."""
+    job, record, ctx = job_run.job, job_run.record, job_run.ctx
+    registry, device, data, raw = job_run.registry, job_run.device, job_run.data, job_run.raw
+    config = job.config
+    measure = config.get("measure") or {}
+    count_flops = bool(measure.get("flops", True))
+    compressors, tables = job_run.compressors, job_run.tables
+    flops, per_module, layer_macs = job_run.flops, job_run.per_module, job_run.layer_macs
     record.metrics["selected_epoch"] = selected_epoch(ctx.curves, ctx.select)
 
     compressed = ctx.compressed
@@ -231,7 +312,6 @@ def _run(
                 )
     if measure.get("activation_stats", True):
         record.extra.update(metrics.activation_stats(model, data.test_x[:256].to(device)))
-    return ctx
 
 
 def _transform_flops(

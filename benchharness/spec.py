@@ -49,7 +49,16 @@ __all__ = [
 ]
 
 # Sections of a job's configuration, in the order of the pipeline.
-CONFIG_SECTIONS = ("dataset", "data", "transform", "model", "optimizer", "compressor", "measure")
+CONFIG_SECTIONS = (
+    "dataset",
+    "data",
+    "transform",
+    "model",
+    "optimizer",
+    "compressor",
+    "compute",
+    "measure",
+)
 # Sections that configure the spec itself rather than a job.
 SPEC_SECTIONS = ("name", "description", "matrix", "quick", "claims", "run", "resources")
 MATRIX_KEYWORDS = ("seeds", "include", "exclude")

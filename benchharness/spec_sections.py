@@ -1,7 +1,7 @@
-"""The spec's own sections, as pydantic models: the harness's ``[data]`` and ``[measure]``
-(part of every job's configuration), ``[run]`` and ``[resources]`` (how the study runs;
-never part of a job id) and ``[[claims]]``. :mod:`benchharness.spec` validates a spec's
-tables against them.
+"""The spec's own sections, as pydantic models: the harness's ``[data]``, ``[compute]``
+and ``[measure]`` (part of every job's configuration), ``[run]`` and ``[resources]`` (how
+the study runs; never part of a job id) and ``[[claims]]``. :mod:`benchharness.spec`
+validates a spec's tables against them.
 """
 
 from __future__ import annotations
@@ -23,11 +23,15 @@ from pydantic import (
 
 __all__ = [
     "HARNESS_SECTIONS",
+    "LATER_SECTIONS",
+    "PRECISIONS",
     "Claim",
+    "ComputeOptions",
     "DataOptions",
     "MeasureOptions",
     "ResourceOptions",
     "RunOptions",
+    "job_precision",
 ]
 
 
@@ -137,7 +141,45 @@ class MeasureOptions(_Section):
     eval_batch_size: PositiveInt = Field(1000, description="batch size of evaluation")
 
 
-HARNESS_SECTIONS: dict[str, type[BaseModel]] = {"data": DataOptions, "measure": MeasureOptions}
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+
+class ComputeOptions(_Section):
+    """``[compute]``: the arithmetic a job trains and evaluates in.
+
+    Added after the first release: ``precision`` is left out of the resolved
+    configuration while it is ``"fp32"``, and the section itself while it is then empty
+    (:data:`LATER_SECTIONS`), so the ids of existing jobs do not change.
+    """
+
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="training and evaluation arithmetic: 'fp32', or autocast to 'bf16' or "
+        "'fp16' (parameters, optimizer state and the loss stay float32; fp16 adds a loss "
+        "scaler). Latency is measured in float32 either way",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_default(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped = handler(self)
+        if dumped.get("precision") == "fp32":
+            del dumped["precision"]
+        return dumped
+
+
+def job_precision(config: dict[str, Any]) -> str:
+    """The ``[compute] precision`` of a resolved job configuration (``"fp32"`` if unset)."""
+    return str((config.get("compute") or {}).get("precision", "fp32"))
+
+
+HARNESS_SECTIONS: dict[str, type[BaseModel]] = {
+    "data": DataOptions,
+    "compute": ComputeOptions,
+    "measure": MeasureOptions,
+}
+#: Harness sections added after the first release: left out of a job's configuration
+#: when they resolve to nothing but defaults (an empty table), keeping existing job ids.
+LATER_SECTIONS = frozenset({"compute"})
 
 
 class RunOptions(_Section):
@@ -150,6 +192,13 @@ class RunOptions(_Section):
         allow_inf_nan=False,
         description="stop a job running longer than this and store it as failed "
         "(`bench run --timeout` overrides it)",
+    )
+    group_seeds: bool = Field(
+        True,
+        description="train jobs that differ only in seed, learning rate and schedule, "
+        "weight decay, momentum or a transform's setting (same shapes) as one fused model "
+        "where a short measured probe says it is faster; each job still gets its own "
+        "initialisation, batches, curves and row (`bench run --no-group` turns it off)",
     )
 
 

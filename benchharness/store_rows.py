@@ -21,13 +21,16 @@ import pandas as pd
 
 from benchharness.errors import BenchError
 from benchharness.records import METRIC_COLUMNS, PROVENANCE_COLUMNS, RunRecord
+from benchharness.spec_sections import job_precision
 
 ApplyOutcome = Literal["saved", "kept_completed"]
 _TIMESTAMP_COLUMNS = [name for name, t in PROVENANCE_COLUMNS.items() if t == "TIMESTAMP"]
 
 _IDENTITY_COLUMNS = ("job_id", "config_id", "spec_name", "spec_hash", "quick", "seed")
+# read from the configuration, given a column of their own for reports and queries
+CONFIG_COLUMNS = ("precision",)
 BASE_COLUMNS = frozenset(
-    [*_IDENTITY_COLUMNS, "status", "error", "config", "axes", "extra"]
+    [*_IDENTITY_COLUMNS, *CONFIG_COLUMNS, "status", "error", "config", "axes", "extra"]
     + list(METRIC_COLUMNS)
     + list(PROVENANCE_COLUMNS)
 )
@@ -73,6 +76,7 @@ def _run_row(record: RunRecord) -> dict[str, Any]:
         "error": record.error,
         "config": canonical_json(record.config),
         "axes": canonical_json(record.axes),
+        "precision": job_precision(record.config),
     }
     for name, value in record.metrics.items():
         if name not in METRIC_COLUMNS:
@@ -275,6 +279,8 @@ def apply_entry(con: duckdb.DuckDBPyConnection, entry: Mapping[str, Any]) -> App
     row = dict(entry["row"])
     for name in _TIMESTAMP_COLUMNS:
         row[name] = _timestamp(row.get(name))
+    if row.get("precision") is None:  # an entry or export from before m005_precision
+        row["precision"] = job_precision(json.loads(row.get("config") or "{}"))
     job_id = row["job_id"]
     existing = con.execute("SELECT status FROM runs WHERE job_id = ?", [job_id]).fetchone()
     if existing and existing[0] == "completed" and row["status"] == "failed":

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchharness.errors import BenchError, Diverged
+from benchharness.grouped.precision import autocast, grad_scaler
 from benchharness.selection import SELECTION_PHASE, BestEpoch
 from benchharness.training_api import TrainContext
 
@@ -85,6 +86,9 @@ def train_epochs(
        ``val_loss=``, ``val_accuracy=`` from ``ctx.validate`` when the job has a
        validation split).
 
+    Forward passes run under ``ctx.precision``'s autocast; fp16 scales the loss with a
+    ``GradScaler`` (a step whose gradients overflow is skipped, as in torch's AMP).
+
     Model selection (``[data] select``, read from ``ctx.select``): with ``"best_val"``
     and ``select`` true, the model ends up with the weights and buffers of the epoch of
     this call with the highest validation accuracy, logged as
@@ -101,6 +105,8 @@ def train_epochs(
         select = phase == "train"
     best = BestEpoch() if select and ctx.select == "best_val" else None
     model.train()
+    precision = getattr(ctx, "precision", "fp32")  # contexts written before [compute]
+    scaler = grad_scaler(precision, ctx.device)
     losses: list[float] = []
     for epoch in range(epochs):
         lr = float(lr_for_epoch(epoch))
@@ -110,15 +116,22 @@ def train_epochs(
         penalty_sum = torch.zeros((), device=ctx.device)
         seen = 0
         for x, y in ctx.batches(batch_size):
-            loss = F.cross_entropy(model(x), y)
+            with autocast(precision, ctx.device):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
             objective = loss
             if penalty is not None:
                 extra = penalty()
                 objective = loss + extra
                 penalty_sum += extra.detach() * len(y)
             optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            optimizer.step()
+            if scaler is None:
+                objective.backward()
+                optimizer.step()
+            else:
+                scaler.scale(objective).backward()
+                scaler.step(optimizer)
+                scaler.update()
             loss_sum += loss.detach() * len(y)
             seen += len(y)
         if seen == 0:

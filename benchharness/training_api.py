@@ -65,6 +65,14 @@ class TrainContext(ABC):
         return None
 
     # -- end of the [data] part -----------------------------------------------------
+    #: ``[compute] precision``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+    #: :func:`benchharness.training.train_epochs` runs each forward pass under that
+    #: autocast (fp16 with a loss scaler) and :meth:`evaluate` evaluates under it; a scheme
+    #: with its own loop wraps each step's forward pass in
+    #: ``benchharness.grouped.precision.autocast(ctx.precision, ctx.device)`` (never the
+    #: whole training: autocast reuses its casts of the weights until its outermost
+    #: context exits) and, for fp16, steps through ``grad_scaler(ctx.precision, ctx.device)``.
+    precision: str = "fp32"
 
     def batches(
         self, batch_size: int, *, shuffle: bool = True, augment: bool = True

@@ -1,16 +1,18 @@
-"""Worker processes, one per device, that the parent feeds one job at a time.
+"""Worker processes, one per device, that the parent feeds one unit of work at a time:
+one job, or a group of jobs trained together (:mod:`benchharness.grouped_runner`).
 
 Each worker runs on one device and has its own pipe to the parent, so a worker can be
-stopped (its job ran past the timeout) or lost (a segfault, an OOM kill) without
-touching anyone else's messages: its job is stored as failed, and a fresh worker takes
-the device's next job. The parent hands out every job itself, so it can simply stop
-handing them out (``--max-failures``). Workers ignore SIGINT and SIGTERM: the parent
-decides when they stop, and exits if they have to.
+stopped (its unit ran past the timeout) or lost (a segfault, an OOM kill) without
+touching anyone else's messages: the unit's unfinished jobs are stored as failed, and a
+fresh worker takes the device's next unit. The parent hands out every unit itself, so it
+can simply stop handing them out (``--max-failures``). Workers ignore SIGINT and SIGTERM:
+the parent decides when they stop, and exits if they have to.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib
 import json
 import multiprocessing as mp
@@ -19,7 +21,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -28,30 +29,32 @@ from typing import Any
 import torch
 
 from benchharness import datacache
+from benchharness.grouped_runner import run_unit
 from benchharness.matrix import Job
 from benchharness.plugins import get_registry
 from benchharness.progress import StudyProgress
 from benchharness.records import RunRecord
-from benchharness.runner import failed_record, run_job
+from benchharness.runner import failed_record
 
 Finish = Callable[[RunRecord], None]
 
 
-@dataclass
+@dataclasses.dataclass
 class _Slot:
-    """One worker process and the job it is running, if any."""
+    """One worker process and the jobs of its unit it has not reported yet."""
 
     device: torch.device
     process: Any  # a SpawnProcess
     conn: Connection
-    ready: bool = False  # imported everything, waiting for a job
-    job: Job | None = None
-    handed_over: float = 0.0  # time.monotonic() when ``job`` was sent
+    ready: bool = False  # imported everything, waiting for a unit
+    jobs: list[Job] = dataclasses.field(default_factory=list)
+    handed_over: float = 0.0  # time.monotonic() when the unit was sent
+    deadline: float = 0.0  # seconds after handed_over the unit may run (with a timeout)
     started_at: datetime | None = None
 
 
 def run_in_workers(
-    jobs: list[Job],
+    work: list[list[Job]],
     devices: list[torch.device],
     *,
     threads: int,
@@ -62,16 +65,20 @@ def run_in_workers(
     progress: StudyProgress,
     timeout: float | None = None,
 ) -> None:
-    """Run ``jobs`` on one worker process per entry of ``devices``, calling ``finish``
-    with each record (completed, failed, timed out or lost with its worker).
+    """Run the units of ``work`` on one worker process per entry of ``devices``, calling
+    ``finish`` with each job's record (completed, failed, timed out or lost with its
+    worker).
 
-    A job still running ``timeout`` seconds after it was handed over is stopped: its
-    worker is killed and replaced. Once ``stopping()`` is true no further job is handed
-    out; the running ones finish. Jobs never handed out get no record.
+    A unit of ``k`` jobs still running ``k·timeout`` seconds after it was handed over is
+    stopped: its worker is killed and replaced, and its unreported jobs are stored as
+    timed out. When a worker dies in a unit of several jobs, its unreported jobs are
+    handed out again one by one, so a crash fails only the job that crashes alone. Once
+    ``stopping()`` is true no further unit is handed out; the running ones finish. Jobs
+    never handed out get no record.
     """
     ctx = _context()
-    pending = collections.deque(jobs)
-    datasets = _distinct_datasets(jobs)
+    pending = collections.deque(work)
+    datasets = _distinct_datasets([job for unit in work for job in unit])
 
     def start(device: torch.device) -> _Slot:
         ours, theirs = ctx.Pipe()
@@ -91,9 +98,9 @@ def run_in_workers(
     try:
         while True:
             for slot in slots:
-                if slot.ready and slot.job is None and wanted():
-                    _hand_over(slot, pending.popleft(), progress)
-            busy = [slot for slot in slots if slot.job is not None]
+                if slot.ready and not slot.jobs and wanted():
+                    _hand_over(slot, pending.popleft(), progress, timeout)
+            busy = [slot for slot in slots if slot.jobs]
             if not busy and not (wanted() and slots):
                 return
             ready = wait(
@@ -104,16 +111,22 @@ def run_in_workers(
                 if slot.conn in ready:
                     _drain(slot, finish, progress)
                 gone = slot.process.sentinel in ready
-                overdue = timeout is not None and slot.job is not None and _overdue(slot, timeout)
+                overdue = timeout is not None and bool(slot.jobs) and _overdue(slot)
                 if not (gone or overdue):
                     continue
                 if overdue:
                     slot.process.kill()
                 slot.process.join()
                 _drain(slot, finish, progress)  # a result sent just before the end counts
-                if slot.job is not None:
+                if len(slot.jobs) > 1 and not overdue:
+                    # a group died (perhaps of training fused): its jobs go on alone
+                    pending.extendleft([job] for job in reversed(slot.jobs))
+                    slot.jobs = []
+                    if wanted():
+                        slots.append(start(slot.device))
+                elif slot.jobs:
                     error = (
-                        f"timed out after {timeout:g} s"
+                        f"timed out after {slot.deadline:g} s"
                         if overdue
                         else f"worker process died with exit code {slot.process.exitcode}"
                     )
@@ -147,22 +160,26 @@ def _distinct_datasets(jobs: list[Job]) -> list[dict[str, Any]]:
     return list(distinct.values())
 
 
-def _hand_over(slot: _Slot, job: Job, progress: StudyProgress) -> None:
-    slot.job = job
+def _hand_over(
+    slot: _Slot, unit: list[Job], progress: StudyProgress, timeout: float | None
+) -> None:
+    slot.jobs = list(unit)
     slot.handed_over = time.monotonic()
+    slot.deadline = (timeout or 0.0) * len(unit)
     slot.started_at = datetime.now(UTC)
-    progress.job_started_event(job)
-    slot.conn.send(job)
+    for job in unit:
+        progress.job_started_event(job)
+    slot.conn.send(list(unit))
 
 
-def _overdue(slot: _Slot, timeout: float) -> bool:
-    return time.monotonic() - slot.handed_over >= timeout
+def _overdue(slot: _Slot) -> bool:
+    return time.monotonic() - slot.handed_over >= slot.deadline
 
 
 def _until_first_deadline(busy: list[_Slot], timeout: float | None) -> float | None:
     if timeout is None or not busy:
         return None
-    first = min(slot.handed_over for slot in busy) + timeout
+    first = min(slot.handed_over + slot.deadline for slot in busy)
     return max(0.0, first - time.monotonic())
 
 
@@ -180,24 +197,25 @@ def _drain(slot: _Slot, finish: Finish, progress: StudyProgress) -> None:
             slot.ready = True
         elif kind == "event":
             progress.event(message[1])
-        elif kind == "done" and slot.job is not None and message[1].job_id == slot.job.id:
-            slot.job = None
+        elif kind == "done" and any(job.id == message[1].job_id for job in slot.jobs):
+            slot.jobs = [job for job in slot.jobs if job.id != message[1].job_id]
             finish(message[1])
 
 
 def _fail(slot: _Slot, error: str, finish: Finish) -> None:
-    assert slot.job is not None
-    record = failed_record(slot.job, started_at=slot.started_at or datetime.now(UTC), error=error)
-    record.provenance["device"] = str(slot.device)
-    record.finished_at = datetime.now(UTC)
-    slot.job = None
-    finish(record)
+    """Store every unreported job of the slot's unit as failed with ``error``."""
+    jobs, slot.jobs = slot.jobs, []
+    for job in jobs:
+        record = failed_record(job, started_at=slot.started_at or datetime.now(UTC), error=error)
+        record.provenance["device"] = str(slot.device)
+        record.finished_at = datetime.now(UTC)
+        finish(record)
 
 
 def _stop(slots: list[_Slot]) -> None:
     """Idle workers end when their pipe closes; busy ones (an interruption) are killed."""
     for slot in slots:
-        if slot.job is not None:
+        if slot.jobs:
             slot.process.kill()
         slot.conn.close()
     for slot in slots:
@@ -218,8 +236,8 @@ def _worker_main(
     cache_dir: Path,
     datasets: list[dict[str, Any]],
 ) -> None:
-    """Worker process: load the study's datasets, say ready, then run each job the parent
-    sends until it sends ``None`` or closes the pipe."""
+    """Worker process: load the study's datasets, say ready, then run each unit of jobs
+    the parent sends until it sends ``None`` or closes the pipe."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     _exit_with_parent()
@@ -232,20 +250,20 @@ def _worker_main(
     conn.send(("ready",))
     while True:
         try:
-            job = conn.recv()
+            unit = conn.recv()
         except (EOFError, OSError):
             return
-        if job is None:
+        if unit is None:
             return
-        record = run_job(
-            job,
+        for record in run_unit(
+            unit,
             registry=registry,
             device=device,
             data_dir=data_dir,
             cache_dir=cache_dir,
             events=lambda event: conn.send(("event", event)),
-        )
-        conn.send(("done", record))
+        ):
+            conn.send(("done", record))
 
 
 def _exit_with_parent(interval: float = 1.0) -> None:

@@ -77,7 +77,7 @@ def four_jobs(tmp_path: Path) -> list[Job]:
 
 
 def run(
-    jobs: list[Job], devices: list[torch.device], tmp_path: Path, db: str
+    jobs: list[Job], devices: list[torch.device], tmp_path: Path, db: str, group_seeds: bool = True
 ) -> tuple[list[RunRecord], Store, str]:
     store = Store(tmp_path / db)
     stream = io.StringIO()
@@ -88,6 +88,7 @@ def run(
         data_dir=tmp_path / "data",
         cache_dir=tmp_path / "cache",
         progress=StudyProgress(len(jobs), len(devices), stream=stream),
+        group_seeds=group_seeds,
     )
     return records, store, stream.getvalue()
 
@@ -153,7 +154,8 @@ def test_inline_and_worker_processes_agree(tmp_path: Path) -> None:
 
 def test_progress_lines_when_not_a_terminal(tmp_path: Path) -> None:
     jobs = four_jobs(tmp_path)[:2]
-    _records, _store, log = run(jobs, [CPU], tmp_path, "progress.duckdb")
+    # one job after the other (seeds trained together start together: test_grouped_executor)
+    _records, _store, log = run(jobs, [CPU], tmp_path, "progress.duckdb", group_seeds=False)
     lines = log.splitlines()
     assert "\x1b[" not in log  # plain text, no live display
     assert lines[0].startswith("[job 1/2] start ") and jobs[0].id in lines[0]

@@ -526,7 +526,7 @@ def test_unknown_top_level_key(registry, tmp_path):
     path = write(tmp_path, BASE + '[modle]\nname = "st_net"\n')
     assert error_lines(path, registry) == [
         f"{path}: modle — unknown section (did you mean 'model'?); "
-        "known: compressor, data, dataset, measure, model, optimizer, transform"
+        "known: compressor, compute, data, dataset, measure, model, optimizer, transform"
     ]
 
 
@@ -546,7 +546,7 @@ def test_missing_sections_and_names(registry, tmp_path):
          "unknown key of model (did you mean 'width'?); known: depth, name, width"),
         ('"modle.width" = [1, 2]',
          "unknown key of the spec (did you mean 'model'?); "
-         "known: compressor, data, dataset, measure, model, optimizer, transform"),
+         "known: compressor, compute, data, dataset, measure, model, optimizer, transform"),
         ('"transform.ratio" = [0.1]',
          "transform is an array: index it, e.g. transform.0.ratio"),
         ('"transform.2.ratio" = [0.1]', "transform has 1 element(s), no index 2"),
@@ -596,7 +596,7 @@ seeds = []
         f'{path}: matrix."optimizer.epoch" — unknown key of optimizer '
         "(did you mean 'epochs'?); known: epochs, lr, name",
         f"{path}: extra — unknown section; "
-        "known: compressor, data, dataset, measure, model, optimizer, transform",
+        "known: compressor, compute, data, dataset, measure, model, optimizer, transform",
         f"{path}: dataset.name — unknown dataset 'mnist_typo' (known: {known})",
         f"{path}: transform.ratio — must be in (0, 1], got 1.5",
         f"{path}: model.widht — unknown option for model 'st_net' (did you mean 'width'?); "

@@ -90,6 +90,14 @@ def run(
             help="Ray cluster to use (auto, ray://host:10001); default: start a local one",
         ),
     ] = None,
+    no_group: Annotated[
+        bool,
+        typer.Option(
+            "--no-group",
+            help="train every job alone, never seeds together as one fused model "
+            "[default: the spec's run.group_seeds, true]",
+        ),
+    ] = False,
 ) -> None:
     """Run (or resume) a study: every job of the spec's matrix not yet in the database
     (jobs stored as failed only with --retry-failed)."""
@@ -183,6 +191,7 @@ def run(
                     timeout=timeout_seconds,
                     max_failures=max_failures,
                     jobs_per_device=parsed.resources.get("jobs_per_device", 1),
+                    group_seeds=parsed.run.get("group_seeds", True) and not no_group,
                 )
         finally:
             _write_waiting_results(store)

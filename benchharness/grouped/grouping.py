@@ -33,7 +33,10 @@ def training_key(job: Job) -> str:
 
 def group_key(job: Job) -> str | None:
     """Equal for jobs that may train as members of one fused model; ``None`` for a job
-    that must train alone (its optimizer is not one the engine implements: ``sgd``).
+    that must train alone: its optimizer is not one the engine implements (``sgd``), it
+    has post-training compressors (its training goes through the trained-model cache,
+    shared with its twins) or ``[data] augment`` (drawn batch by batch from its own
+    generator, which the fused loop does not do).
 
     The key ignores the seed, each member's own optimizer settings
     (:data:`MEMBER_OPTIONS`), the post-training sections (``compressor``, ``measure``)
@@ -41,11 +44,14 @@ def group_key(job: Job) -> str | None:
     leave the trained model's shapes as they are, or (a transform's parameters) may: the
     caller must still check the built models with
     :func:`~benchharness.grouped.chain.fusible_reason` and the members' data shapes.
-    Dataset, ``[data]``, model, optimizer name, epochs and batch size must be equal.
+    Dataset, ``[data]``, ``[compute]``, model, optimizer name, epochs and batch size
+    must be equal.
     """
     config = job.config
     optimizer = config["optimizer"]
     if optimizer.get("name") not in _FUSED_OPTIMIZERS:
+        return None
+    if config.get("compressor") or (config.get("data") or {}).get("augment"):
         return None
     transforms = config.get("transform")
     if isinstance(transforms, dict):
@@ -54,6 +60,7 @@ def group_key(job: Job) -> str | None:
         "spec": job.spec_name,
         "dataset": config["dataset"],
         "data": config.get("data"),
+        "compute": config.get("compute"),
         "transform": [t.get("name") for t in transforms or []],
         "model": config["model"],
         "optimizer": {k: v for k, v in optimizer.items() if k not in MEMBER_OPTIONS},
