@@ -22,6 +22,7 @@ import argparse
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -66,17 +67,16 @@ def machine_line() -> str:
 
 
 def commit() -> str:
-    head = REPO / ".git"
+    """The checkout's short commit, ``(modified)`` if tracked files changed."""
+    git = ["git", "-C", str(REPO)]
     try:
-        import subprocess
-
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=True)  # fmt: skip
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "-uno"],
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+        dirty = subprocess.run([*git, "status", "--porcelain", "-uno"],
                                capture_output=True, text=True, check=True).stdout  # fmt: skip
-        return out.stdout.strip() + (" (modified)" if dirty.strip() else "")
-    except (OSError, Exception):  # noqa: BLE001 — no git: say so, do not fail
-        return "unknown" if not head.exists() else "unreadable"
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return head.strip() + (" (modified)" if dirty.strip() else "")
 
 
 def main(argv: list[str] | None = None) -> int:
