@@ -201,7 +201,10 @@ def _seconds(fn) -> float:
 def project_study(spec: Path, data_dir: Path, *, steps: int, repeats: int) -> dict[str, float]:
     """Projected seconds of ``spec``'s full study: ``sequential`` (every job alone, fp32),
     ``grouped_fp32`` and ``grouped_bf16`` (``group_jobs``' groups, fused where faster),
-    with the counts ``jobs``, ``shapes`` and ``groups``."""
+    with the counts ``jobs``, ``shapes`` and ``groups``. Steps are timed with torch's
+    current thread count T; with T below the core count C, ``workers`` = C // T jobs run
+    side by side (``--devices cpu,cpu``), so the sum is divided by it (no contention
+    between them assumed)."""
     from benchharness.grouped.grouping import group_jobs
     from benchharness.plugins import get_registry
     from benchmarks.study_projection import measure_costs, project_seconds, study_work
@@ -217,13 +220,17 @@ def project_study(spec: Path, data_dir: Path, *, steps: int, repeats: int) -> di
         p: measure_costs(shapes, members, registry, precision=p, steps=steps, repeats=repeats)
         for p in ("fp32", "bf16")
     }
+    import torch
+
+    workers = max(1, (os.cpu_count() or 1) // torch.get_num_threads())
     return {
-        "sequential": project_seconds(alone, costs["fp32"]),
-        "grouped_fp32": project_seconds(together, costs["fp32"]),
-        "grouped_bf16": project_seconds(together, costs["bf16"]),
+        "sequential": project_seconds(alone, costs["fp32"]) / workers,
+        "grouped_fp32": project_seconds(together, costs["fp32"]) / workers,
+        "grouped_bf16": project_seconds(together, costs["bf16"]) / workers,
         "jobs": len(jobs),
         "shapes": len(shapes),
         "groups": len(together),
+        "workers": workers,
     }
 
 
@@ -231,7 +238,8 @@ def projection(scale: Scale, data_dir: Path) -> list[Row]:
     p = project_study(STUDY, data_dir, steps=scale.steps, repeats=scale.repeats)
     seq = p["sequential"]
     what = (f"{p['jobs']} jobs, {p['shapes']} model shapes, {p['groups']} groups; training + "
-            f"per-epoch evaluation, {scale.steps} steps timed per shape")  # fmt: skip
+            f"per-epoch evaluation, {scale.steps} steps timed per shape; "
+            f"{p['workers']} worker(s) side by side")  # fmt: skip
     return [
         Row("full study", "mnist_width_dct, jobs one after another, fp32", fmt_hours(seq),
             fmt_hours(seq), 1.0, "≤ 1 h", what),
@@ -246,13 +254,22 @@ def projection(scale: Scale, data_dir: Path) -> list[Row]:
 # --- peak memory of a quick study run ------------------------------------------------------
 
 
+# Runs the command given as arguments and prints its peak RSS (KiB) and exit code. The
+# command is forked from this small launcher, not from the (large) table process: a
+# forked child's peak RSS counts the parent's pages it started with, before exec.
+_LAUNCHER = """
+import resource, subprocess, sys
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)
+"""
+
+
 def _peak_rss_kib(cmd: list[str], env: dict[str, str]) -> tuple[int, float, int]:
     """(peak RSS in KiB of ``cmd`` and the children it waited for, seconds, exit code)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss, time.perf_counter() - start, proc.returncode
+    out = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], env=env, check=True,
+                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    return int(out[-2]), time.perf_counter() - start, int(out[-1])
 
 
 # The plain baseline: one process holding MNIST once and training one step of the largest

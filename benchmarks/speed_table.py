@@ -84,7 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller measurements (≤ 5 min)")
     parser.add_argument("--only", default=None,
                         help=f"comma list of sections: {','.join(SECTIONS)}")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in this process (default: torch's choice); on a "
+                        "shared machine 1 gives far steadier numbers")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     names = list(SECTIONS) if args.only is None else args.only.split(",")
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
