@@ -9,7 +9,6 @@ needs MNIST (``BENCH_DATA_DIR`` or ../shared/data) and is skipped without it.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -82,9 +81,12 @@ class ReportFront:
     def setup_cache(self):
         from benchmarks.report_front import build
 
-        path = Path(tempfile.mkdtemp(prefix="asv-report-")) / "runs.duckdb"
+        path = Path("report-runs.duckdb").resolve()  # asv: a scratch directory it keeps
+        path.unlink(missing_ok=True)
         build(path, REPORT_RUNS, REPORT_SEED_RECORDS)
         return str(path)
+
+    setup_cache.timeout = 600.0
 
     def track_report_speedup(self, path, objectives):
         from benchmarks.report_front import OBJECTIVES, plain_seconds, seconds_for
@@ -147,6 +149,8 @@ class StudyProjection:
             return None  # no data: setup skips every benchmark of the class
         hours = project_study(STUDY_SPEC, folder, steps=STUDY_STEPS, repeats=STUDY_REPEATS)
         return {k: v / 3600 for k, v in hours.items() if k in self.params[0]}
+
+    setup_cache.timeout = 900.0
 
     def setup(self, hours, mode):
         if hours is None:

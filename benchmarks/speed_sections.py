@@ -121,9 +121,10 @@ def precision(scale: Scale, data_dir: Path) -> list[Row]:
 def reports(scale: Scale, data_dir: Path) -> list[Row]:
     from benchmarks.report_front import measure_report
 
-    folder = Path(tempfile.mkdtemp(prefix="speed-table-report-"))
+    with tempfile.TemporaryDirectory(prefix="speed-table-report-") as folder:
+        results = measure_report(list(scale.report_runs), Path(folder), scale.repeats)
     rows = []
-    for r in measure_report(list(scale.report_runs), folder, scale.repeats):
+    for r in results:
         k = r["objectives"].count(",") + 1
         rows.append(
             Row("report", f"bench report --pareto, {r['runs']:,} runs, {k} objectives",
@@ -291,11 +292,12 @@ opt.step()
 
 def memory(scale: Scale, data_dir: Path) -> list[Row]:
     env = {**os.environ, "BENCH_DATA_DIR": str(data_dir)}
-    db = Path(tempfile.mkdtemp(prefix="speed-table-rss-")) / "bench.duckdb"
     sets = [a for s in scale.rss_overrides for a in ("--set", s)]
     bench = Path(sys.executable).with_name("bench")
-    cmd = [str(bench), "run", str(STUDY), "--quick", "--db", str(db), *sets]
-    run_kib, seconds, code = _peak_rss_kib(cmd, env)
+    with tempfile.TemporaryDirectory(prefix="speed-table-rss-") as folder:
+        db = Path(folder) / "bench.duckdb"
+        cmd = [str(bench), "run", str(STUDY), "--quick", "--db", str(db), *sets]
+        run_kib, seconds, code = _peak_rss_kib(cmd, env)
     plain_kib, _, plain_code = _peak_rss_kib(
         [sys.executable, "-c", _PLAIN_SCRIPT, str(data_dir)], env
     )
