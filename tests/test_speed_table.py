@@ -75,6 +75,43 @@ def test_rows_from_dicts_reads_seconds_or_a_given_ratio():
     assert all(r.target == "≥ 1" and r.section == "overhead" for r in rows)
 
 
+def test_overhead_dicts_become_rows():
+    """The keys of compare_baseline.measure_overhead's dicts."""
+    (row,) = rows_from_dicts(
+        "overhead",
+        [{"name": "training epoch α=0.5", "harness_s": 1.2, "plain_s": 1.5, "alpha": 0.5,
+          "harness_cpu_s": 2.0, "plain_cpu_s": 2.5, "samples": 12000, "data": "mnist"}],
+    )  # fmt: skip
+    assert (row.figure, row.harness, row.baseline) == ("training epoch α=0.5", "1.20 s", "1.50 s")
+    assert row.ratio == pytest.approx(1.25)
+
+
+def test_startup_rows_compare_each_command_with_importing_torch():
+    """The keys of startup.measure_startup's dicts."""
+    from benchmarks.speed_sections import startup_rows
+
+    rows = startup_rows(
+        [
+            {"command": "python -c pass", "median_s": 0.02, "imports_torch": None},
+            {"command": 'python -c "import torch"', "median_s": 1.5, "imports_torch": None},
+            {
+                "command": "bench --help",
+                "median_s": 0.25,
+                "vs_python": 12.5,
+                "imports_torch": False,
+            },
+        ]
+    )
+    assert [r.figure for r in rows] == [
+        "python -c pass",
+        'python -c "import torch"',
+        "bench --help",
+    ]
+    assert rows[2].ratio == pytest.approx(6.0) and rows[2].baseline == "1.50 s"
+    assert rows[2].note == "no torch" and rows[2].target == "≤ 0.3 s"
+    assert rows[1].ratio == pytest.approx(1.0) and rows[0].target == ""
+
+
 def test_a_failing_section_is_one_row_naming_its_error():
     def broken():
         raise ValueError("no such column\nsecond line")
@@ -166,3 +203,22 @@ def test_study_work_counts_steps_per_job_from_the_spec():
         model, input_shape, classes = shapes[w.shape]
         assert model == job.config["model"]
         assert input_shape == tuple(data.train_x.shape[1:]) and classes == data.num_classes
+
+
+@pytest.mark.parametrize("selection", ["magnitude", "lowfreq"])
+def test_per_image_dct_baseline_computes_what_the_transform_does(selection):
+    """The DCT rows' baseline equals the batched float64 reference and the transform."""
+    import numpy as np
+
+    from benchharness.plugins import get_registry
+    from benchmarks import synthetic_data
+    from benchmarks.compare_baseline import scipy_dct_reference
+    from benchmarks.speed_sections import per_image_dct
+
+    data = synthetic_data(8, 0)
+    x = data.train_x.double().numpy()
+    transform = get_registry().create("transform", "dct", {"ratio": 0.3, "selection": selection})
+    k = transform.kept(28, 28)
+    ours = per_image_dct(x, k, selection)
+    np.testing.assert_allclose(ours, scipy_dct_reference(x, k, selection), atol=1e-12)
+    np.testing.assert_allclose(ours, transform.apply(data).train_x.double().numpy(), atol=1e-4)
