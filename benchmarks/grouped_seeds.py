@@ -52,7 +52,7 @@ from benchharness.grouped import (  # noqa: E402
     train_fused,
 )
 from benchharness.grouped.probe import decide  # noqa: E402
-from benchharness_plugins.models import CompressedNet  # noqa: E402
+from benchharness.plugins import get_registry  # noqa: E402
 
 LR, MOMENTUM = 0.05, 0.9
 ModelFactory = Callable[[], nn.Module]
@@ -84,7 +84,8 @@ def build(alpha: float, seeds: list[int], factory: ModelFactory | None = None) -
     for seed in seeds:
         torch.manual_seed(seed)
         if factory is None:
-            models.append(CompressedNet(CompressedNet.Options(width=alpha)).build((1, 28, 28), 10))
+            plugin = get_registry().create("model", "compressednet", {"width": alpha})
+            models.append(plugin.build((1, 28, 28), 10))
         else:
             models.append(factory())
     return models
