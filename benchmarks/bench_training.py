@@ -53,7 +53,7 @@ class TrainingOverhead:
     overhead). Interleaving makes the ratio robust to machine-wide slowdowns that would
     skew two separately timed benchmarks."""
 
-    unit = "harness/plain"
+    unit = "ratio"  # harness/plain
     timeout = 300.0
 
     def setup(self):

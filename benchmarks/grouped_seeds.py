@@ -33,6 +33,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repo importable
@@ -51,9 +52,10 @@ from benchharness.grouped import (  # noqa: E402
     train_fused,
 )
 from benchharness.grouped.probe import decide  # noqa: E402
-from benchharness_plugins.models import CompressedNet  # noqa: E402
+from benchharness.plugins import get_registry  # noqa: E402
 
 LR, MOMENTUM = 0.05, 0.9
+ModelFactory = Callable[[], nn.Module]
 
 
 def load_data(data_dir: str | None, n_train: int, n_test: int) -> tuple[Data, str]:
@@ -75,11 +77,17 @@ def load_data(data_dir: str | None, n_train: int, n_test: int) -> tuple[Data, st
     return synthetic_data(n_train, n_test), "synthetic"
 
 
-def build(alpha: float, seeds: list[int]) -> list[nn.Module]:
+def build(alpha: float, seeds: list[int], factory: ModelFactory | None = None) -> list[nn.Module]:
+    """One model per seed, each built after ``torch.manual_seed(seed)`` (as a job's is):
+    CompressedNet(α) by default, or ``factory()`` (e.g. a model plugin's ``build``)."""
     models = []
     for seed in seeds:
         torch.manual_seed(seed)
-        models.append(CompressedNet(CompressedNet.Options(width=alpha)).build((1, 28, 28), 10))
+        if factory is None:
+            plugin = get_registry().create("model", "compressednet", {"width": alpha})
+            models.append(plugin.build((1, 28, 28), 10))
+        else:
+            models.append(factory())
     return models
 
 
@@ -127,44 +135,62 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def speed(alpha, precision, data: Data, args, seeds) -> dict[str, float]:
-    """Median seconds per step (every member one step) of each variant, interleaved."""
-    n = args.steps * args.batch_size
+def speed(
+    alpha: float,
+    precision: str,
+    data: Data,
+    seeds: list[int],
+    *,
+    steps: int = 10,
+    repeats: int = 3,
+    batch_size: int = 128,
+    variants: tuple[str, ...] = ("sequential", "fused", "fused_cl"),
+    factory: ModelFactory | None = None,
+) -> dict[str, float]:
+    """Median seconds per step (every member one step) of each of ``variants``:
+    ``sequential`` (the members one after another, each alone), ``fused`` (plain layout),
+    ``fused_cl`` (channels-last), in ``repeats`` interleaved rounds of ``steps`` steps
+    after one untimed warm-up of each."""
+    n = steps * batch_size
     part = data.replace(train_x=data.train_x[:n], train_y=data.train_y[:n])
-    models = build(alpha, seeds)
-    variants = {
+    models = build(alpha, seeds, factory)
+    runs = {
         "sequential": lambda: train_sequential(
-            copy.deepcopy(models), part, seeds, 1, args.batch_size, precision
+            copy.deepcopy(models), part, seeds, 1, batch_size, precision
         ),
-        "fused": lambda: train_together(models, part, seeds, 1, args.batch_size, precision, False),
-        "fused_cl": lambda: train_together(
-            models, part, seeds, 1, args.batch_size, precision, True
-        ),
+        "fused": lambda: train_together(models, part, seeds, 1, batch_size, precision, False),
+        "fused_cl": lambda: train_together(models, part, seeds, 1, batch_size, precision, True),
     }
-    for fn in variants.values():  # warm-up
+    chosen = {k: runs[k] for k in variants}
+    for fn in chosen.values():  # warm-up
         fn()
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    names = list(variants)
-    for r in range(args.repeats):
+    times: dict[str, list[float]] = {k: [] for k in chosen}
+    names = list(chosen)
+    for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            times[name].append(_timed(variants[name]) / args.steps)
+            times[name].append(_timed(chosen[name]) / steps)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def quality(alpha, precision, data: Data, args, seeds, channels_last) -> dict[str, object]:
-    """Test accuracies after ``--epochs`` epochs both ways, and the epochs' wall times."""
+def quality(
+    alpha: float,
+    precision: str,
+    data: Data,
+    seeds: list[int],
+    *,
+    epochs: int,
+    batch_size: int,
+    channels_last: bool,
+) -> dict[str, object]:
+    """Test accuracies after ``epochs`` epochs both ways, and the epochs' wall times."""
     models = build(alpha, seeds)
     plain = copy.deepcopy(models)
-    t_seq = _timed(
-        lambda: train_sequential(plain, data, seeds, args.epochs, args.batch_size, precision)
-    )
+    t_seq = _timed(lambda: train_sequential(plain, data, seeds, epochs, batch_size, precision))
     holder = {}
     t_fused = _timed(
         lambda: holder.setdefault(
             "f",
-            train_together(
-                models, data, seeds, args.epochs, args.batch_size, precision, channels_last
-            ),
+            train_together(models, data, seeds, epochs, batch_size, precision, channels_last),
         )
     )
     fused = holder["f"]
@@ -173,9 +199,37 @@ def quality(alpha, precision, data: Data, args, seeds, channels_last) -> dict[st
     return {
         "seq_acc": seq_acc,
         "fused_acc": fused_acc,
-        "seq_epoch": t_seq / args.epochs,
-        "fused_epoch": t_fused / args.epochs,
+        "seq_epoch": t_seq / epochs,
+        "fused_epoch": t_fused / epochs,
     }
+
+
+def fused_accuracy(
+    alpha: float,
+    precision: str,
+    data: Data,
+    seeds: list[int],
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    channels_last: bool = True,
+) -> tuple[float, list[float]]:
+    """Seconds to train one fused model of ``seeds`` for ``epochs`` epochs under
+    ``precision`` (warm-up excluded), and each member's test accuracy after it (the
+    evaluation runs in fp32)."""
+    warm = data.replace(
+        train_x=data.train_x[: 2 * batch_size], train_y=data.train_y[: 2 * batch_size]
+    )
+    train_together(build(alpha, seeds), warm, seeds, 1, batch_size, precision, channels_last)
+    models = build(alpha, seeds)
+    holder = {}
+    seconds = _timed(
+        lambda: holder.setdefault(
+            "f", train_together(models, data, seeds, epochs, batch_size, precision, channels_last)
+        )
+    )
+    evaluations = evaluate_members(holder["f"], data.test_x, data.test_y, 1000)
+    return seconds, [e.accuracy for e in evaluations]
 
 
 def _ms(seconds: float) -> str:
@@ -230,12 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     seq_fp32: dict[float, float] = {}
     for alpha in alphas:
         for precision in precisions:
-            t = speed(alpha, precision, data, args, seeds)
+            t = speed(
+                alpha, precision, data, seeds,
+                steps=args.steps, repeats=args.repeats, batch_size=args.batch_size,
+            )  # fmt: skip
             if precision == "fp32":
                 seq_fp32[alpha] = t["sequential"]
             best = min(t["fused"], t["fused_cl"])
             channels_last = t["fused_cl"] <= t["fused"]
-            q = quality(alpha, precision, data, args, seeds, channels_last)
+            q = quality(
+                alpha, precision, data, seeds,
+                epochs=args.epochs, batch_size=args.batch_size, channels_last=channels_last,
+            )  # fmt: skip
             probe = "skipped"
             if not args.no_probe:
                 d = decide(build(alpha, seeds), data.train_x, data.train_y,

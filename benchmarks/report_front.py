@@ -1,6 +1,8 @@
 """Time ``bench report --pareto`` (``report.summarize(pareto=True)`` with the metrics a
 table shows) over databases of 10,000 and 100,000 stored runs (5 seeds per
-configuration), for two and three objectives, and print the seconds and peak RSS.
+configuration), for two and three objectives, and print the seconds and peak RSS,
+beside a plain baseline: the per-configuration means read by one hand-written DuckDB
+``GROUP BY`` query (no front).
 
     .venv/bin/python benchmarks/report_front.py [--runs 10000 100000] [--dir /tmp/x]
 
@@ -28,12 +30,13 @@ SEEDS = 5
 SEED_RECORDS = 100  # records saved through Store, then copied in SQL
 
 
-def build(path: Path, runs: int) -> Store:
-    """A database of ``runs`` completed runs, ``runs // SEEDS`` configurations."""
+def build(path: Path, runs: int, seed_records: int = SEED_RECORDS) -> Store:
+    """A database of ``runs`` completed runs, ``runs // SEEDS`` configurations:
+    ``seed_records`` records saved through ``Store``, copied in SQL."""
     store = Store(path)
-    for i in range(SEED_RECORDS):
+    for i in range(seed_records):
         store.save(sample_record(2 * i))  # even indices: completed, seed 0
-    copies = runs // SEED_RECORDS
+    copies = runs // seed_records
     import duckdb
 
     with duckdb.connect(str(path)) as con:
@@ -56,6 +59,12 @@ def build(path: Path, runs: int) -> Store:
     return store
 
 
+OBJECTIVES = (
+    "accuracy:max,flops_effective:min",
+    "accuracy:max,flops_effective:min,size:min",
+)
+
+
 def seconds_for(path: Path, objectives: str) -> tuple[float, int]:
     """Seconds of one report on a fresh ``Store``, as ``bench report`` does (its first
     read checks the schema and the journal)."""
@@ -70,24 +79,70 @@ def seconds_for(path: Path, objectives: str) -> tuple[float, int]:
     return time.perf_counter() - start, len(df)
 
 
+def plain_seconds(path: Path) -> float:
+    """Seconds of the plain baseline: the per-configuration means a hand-written DuckDB
+    query would read (accuracy, effective FLOPs, size, compression ratio), no front."""
+    import duckdb
+
+    start = time.perf_counter()
+    with duckdb.connect(str(path), read_only=True) as con:
+        con.execute(
+            """SELECT config_id, count(*) AS n, avg(test_accuracy), stddev_samp(test_accuracy),
+                      avg(flops_effective), avg(size_bits), avg(compression_ratio)
+               FROM runs WHERE spec_name = ? AND status = 'completed'
+               GROUP BY config_id""",
+            [SPEC_NAME],
+        ).df()
+    return time.perf_counter() - start
+
+
+def measure_report(
+    runs: list[int], folder: Path, repeats: int = 3, objectives: tuple[str, ...] = OBJECTIVES
+) -> list[dict[str, object]]:
+    """Per database size and objectives: the best of ``repeats`` timings (after one
+    untimed warm read) of the harness's report and of :func:`plain_seconds`, interleaved,
+    with the front's size. Builds ``folder/runs-<n>.duckdb`` (replacing it)."""
+    results = []
+    for n in runs:
+        path = folder / f"runs-{n}.duckdb"
+        path.unlink(missing_ok=True)
+        build(path, n)
+        for objective in objectives:
+            seconds_for(path, objective)  # warm: the OS file cache
+            plain_seconds(path)
+            harness, plain, front = [], [], 0
+            for _ in range(repeats):
+                seconds, front = seconds_for(path, objective)
+                harness.append(seconds)
+                plain.append(plain_seconds(path))
+            results.append(
+                {
+                    "runs": n,
+                    "configs": n // SEEDS,
+                    "objectives": objective,
+                    "seconds": min(harness),
+                    "plain_seconds": min(plain),
+                    "front": front,
+                }
+            )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="report-front-"))
-    print(f"{'runs':>8} {'configs':>8} {'objectives':>40} {'seconds':>8} {'front':>6}")
-    for runs in args.runs:
-        path = folder / f"runs-{runs}.duckdb"
-        path.unlink(missing_ok=True)
-        build(path, runs)
-        for objectives in (
-            "accuracy:max,flops_effective:min",
-            "accuracy:max,flops_effective:min,size:min",
-        ):
-            seconds_for(path, objectives)  # warm: the OS file cache
-            best = min(seconds_for(path, objectives) for _ in range(3))
-            print(f"{runs:>8} {runs // SEEDS:>8} {objectives:>40} {best[0]:>8.3f} {best[1]:>6}")
+    print(
+        f"{'runs':>8} {'configs':>8} {'objectives':>42} {'seconds':>8} {'plain s':>8} {'front':>6}"
+    )
+    for row in measure_report(args.runs, folder, args.repeats):
+        print(
+            f"{row['runs']:>8} {row['configs']:>8} {row['objectives']:>42} "
+            f"{row['seconds']:>8.3f} {row['plain_seconds']:>8.3f} {row['front']:>6}"
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak:.0f} MiB")
 

@@ -41,6 +41,17 @@ TINY: dict[str, dict[str, object]] = {
     "bench_compressors": {"HIDDEN": [16, 12]},
     "bench_metrics": {"LATENCY_REPEATS": 2, "LATENCY_WARMUP": 1},
     "bench_startup": {"REPEATS": 1, "COMMANDS": ["bench --help"]},
+    "bench_speed": {
+        "MEMBERS": 2,
+        "STEPS": 1,
+        "REPEATS": 1,
+        "REPORT_RUNS": 50,
+        "REPORT_SEED_RECORDS": 5,
+        "DCT_IMAGES": 64,
+        "DCT_LOOP_IMAGES": 8,
+        "STUDY_SPEC": REPO / "tests" / "specs" / "cli_digits.toml",
+        "STUDY_STEPS": 1,
+    },
 }
 
 
