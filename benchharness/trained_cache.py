@@ -23,7 +23,6 @@ import hashlib
 import os
 import sys
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import torch
 from filelock import FileLock
 from torch import nn
 
+from benchharness.cache_files import aside_path, remove_stale_temporaries
 from benchharness.matrix import digest
 from benchharness.records import CurvePoint
 
@@ -90,7 +90,7 @@ class Entry:
         self.hit = False
         self.state_dict = None
         self.curves = []
-        aside = _aside_path(self.path)
+        aside = aside_path(self.path)
         try:
             os.replace(self.path, aside)
             where = f"moved aside to {aside.name}"
@@ -111,7 +111,7 @@ def claim(cache_dir: Path, key: str, *, device: torch.device | str = "cpu") -> I
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{key}.pt"
     with FileLock(str(path) + ".lock"):
-        _remove_stale_temporaries(path)
+        remove_stale_temporaries(path)
         entry = Entry(path)
         if path.exists():
             _read(entry)
@@ -160,21 +160,3 @@ def _mismatch(expected: Mapping[str, torch.Tensor], cached: Mapping[str, Any]) -
         if not isinstance(other, torch.Tensor) or other.shape != tensor.shape:
             return f"{name} does not have the model's shape {tuple(tensor.shape)}"
     return None
-
-
-def _aside_path(path: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while aside.exists():
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-        n += 1
-    return aside
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Temporary files of this key left by a writer that was killed mid-save: whoever
-    holds the key's lock is the only writer, so any that exist now are stale."""
-    for tmp in path.parent.glob(f"{path.name}.tmp*"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()

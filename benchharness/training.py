@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchharness.errors import BenchError, Diverged
-from benchharness.grouped.precision import autocast, grad_scaler
+from benchharness.grouped.precision import autocast, backward_and_step, grad_scaler
 from benchharness.selection import SELECTION_PHASE, BestEpoch
 from benchharness.training_api import TrainContext
 
@@ -125,13 +125,7 @@ def train_epochs(
                 objective = loss + extra
                 penalty_sum += extra.detach() * len(y)
             optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                objective.backward()
-                optimizer.step()
-            else:
-                scaler.scale(objective).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            backward_and_step(objective, optimizer, scaler)
             loss_sum += loss.detach() * len(y)
             seen += len(y)
         if seen == 0:

@@ -21,7 +21,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import torch
 from filelock import FileLock
 
 from benchharness.api import Data
+from benchharness.cache_files import aside_path, remove_stale_temporaries
 
 FORMAT_VERSION = 1
 SUBDIRECTORY = "data"
@@ -69,7 +69,7 @@ def load_or_compute(cache_dir: Path, key: str, like: Data, compute: Callable[[],
         _warn(f"cannot use the data cache {path.parent} ({error.strerror or error})")
         return compute()
     try:
-        _remove_stale_temporaries(path)
+        remove_stale_temporaries(path)
         if path.exists():
             loaded = _read(path, key, like)
             if loaded is not None:
@@ -89,7 +89,7 @@ def store_if_missing(cache_dir: Path, key: str, data: Data, like: Data) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock"):
             if not path.exists():
-                _remove_stale_temporaries(path)
+                remove_stale_temporaries(path)
                 store(path, key, data, like)
     except OSError as error:
         _warn(f"cannot use the data cache {path.parent} ({error.strerror or error})")
@@ -191,31 +191,13 @@ def _read(path: Path, key: str, like: Data) -> Data | None:
 
 
 def _set_aside(path: Path, reason: str) -> None:
-    aside = _aside_path(path)
+    aside = aside_path(path)
     try:
         os.replace(path, aside)
         where = f"moved aside to {aside.name}"
     except OSError as error:
         where = f"could not move it aside ({error.strerror or error})"
     _warn(f"corrupt data cache entry {path} ({reason}): {where}; transforming again")
-
-
-def _aside_path(path: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while aside.exists():
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-        n += 1
-    return aside
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Temporary files of this key left by a writer killed mid-save: whoever holds the
-    key's lock is the only writer, so any that exist now are stale."""
-    for tmp in path.parent.glob(f"{path.name}.tmp*"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def _warn(message: str) -> None:

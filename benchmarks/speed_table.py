@@ -30,6 +30,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchharness.provenance import cpu_name  # noqa: E402
 from benchmarks.speed_rows import format_header, format_row, guarded  # noqa: E402
 from benchmarks.speed_sections import FULL, QUICK, SECTIONS  # noqa: E402
 
@@ -45,22 +46,12 @@ def data_dir() -> Path:
     return beside if beside.is_dir() else Path("/work/shared/data")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_line() -> str:
     import torch
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
-        f"machine: {cpu_model()}, {os.cpu_count()} CPU(s), torch {torch.__version__} "
+        f"machine: {cpu_name()}, {os.cpu_count()} CPU(s), torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), Python {platform.python_version()}, "
         f"load average {load}"
     )

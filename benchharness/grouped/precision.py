@@ -12,7 +12,14 @@ from benchharness.errors import BenchError
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
-__all__ = ["PRECISIONS", "Precision", "autocast", "autocast_dtype", "grad_scaler"]
+__all__ = [
+    "PRECISIONS",
+    "Precision",
+    "autocast",
+    "autocast_dtype",
+    "backward_and_step",
+    "grad_scaler",
+]
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -44,3 +51,16 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | 
     if precision != "fp16":
         return None
     return torch.amp.GradScaler(device.type)
+
+
+def backward_and_step(
+    objective: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
+) -> None:
+    """Backpropagate ``objective`` and step ``optimizer``, through ``scaler`` if given."""
+    if scaler is None:
+        objective.backward()
+        optimizer.step()
+    else:
+        scaler.scale(objective).backward()
+        scaler.step(optimizer)
+        scaler.update()

@@ -14,7 +14,7 @@ from benchharness.api import Evaluation
 from benchharness.errors import BenchError
 from benchharness.grouped.fused_net import FusedNet, member_slice
 from benchharness.grouped.optimizer import FusedSGD
-from benchharness.grouped.precision import autocast, grad_scaler
+from benchharness.grouped.precision import autocast, backward_and_step, grad_scaler
 
 __all__ = ["EpochHook", "MemberRun", "evaluate_members", "member_run", "train_fused"]
 
@@ -123,13 +123,7 @@ def train_fused(
             per_member = per_sample.view(m, -1).sum(1)
             objective = torch.where(alive, per_member, 0.0).sum() / y.shape[1]
             optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                objective.backward()
-                optimizer.step()
-            else:
-                scaler.scale(objective).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            backward_and_step(objective, optimizer, scaler)
             loss_sum += per_member.detach()
         means = (loss_sum / n).tolist()
         for i, mean in enumerate(means):
