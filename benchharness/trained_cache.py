@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,7 +28,13 @@ import torch
 from filelock import FileLock
 from torch import nn
 
-from benchharness.cache_files import aside_path, remove_stale_temporaries
+from benchharness.cache_files import (
+    checksum,
+    read_checked,
+    remove_stale_temporaries,
+    save_atomically,
+    set_aside,
+)
 from benchharness.matrix import digest
 from benchharness.records import CurvePoint
 
@@ -81,21 +85,14 @@ class Entry:
             "train_seconds": float(train_seconds),
             "curves": [dataclasses.astuple(point) for point in curves],
         }
-        tmp = self.path.with_name(f"{self.path.name}.tmp{os.getpid()}")
-        torch.save(payload, tmp)
-        os.replace(tmp, self.path)
+        save_atomically(payload, self.path)
 
     def set_aside(self, reason: str) -> None:
         """Move the entry's file to ``<file>.corrupt-<time>`` and say so on stderr."""
         self.hit = False
         self.state_dict = None
         self.curves = []
-        aside = aside_path(self.path)
-        try:
-            os.replace(self.path, aside)
-            where = f"moved aside to {aside.name}"
-        except OSError as error:  # e.g. a read-only cache: still retrain
-            where = f"could not move it aside ({error.strerror or error})"
+        where = set_aside(self.path)
         self.problem = f"corrupt cache entry {self.path} ({reason}): {where}; training again"
         print(f"warning: {self.problem}", file=sys.stderr, flush=True)
 
@@ -118,37 +115,24 @@ def claim(cache_dir: Path, key: str, *, device: torch.device | str = "cpu") -> I
         yield entry
 
 
-def checksum(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """sha256 over the names, dtypes, shapes and bytes of ``state_dict``'s tensors."""
-    h = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        h.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def _read(entry: Entry) -> None:
-    try:
-        payload = torch.load(entry.path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, garbage, not a torch file
-        entry.set_aside(f"unreadable: {type(exc).__name__}")
+    payload, problem = read_checked(
+        entry.path, entry.key, format_version=FORMAT_VERSION, tensors="state_dict", what="weights"
+    )
+    if payload is None:
+        entry.set_aside(str(problem))
         return
     try:
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-            raise ValueError("not a benchharness cache entry of this format")
-        if payload["key"] != entry.key:
-            raise ValueError(f"holds the entry of {payload['key']}")
-        state_dict = payload["state_dict"]
-        if checksum(state_dict) != payload["checksum"]:
-            raise ValueError("its weights do not match their checksum")
         curves = [CurvePoint(str(p), int(s), str(n), float(v)) for p, s, n, v in payload["curves"]]
         train_seconds = float(payload["train_seconds"])
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, ValueError) else f"malformed: {type(exc).__name__}"
-        entry.set_aside(reason)
+        entry.set_aside(f"malformed: {type(exc).__name__}")
         return
-    entry.state_dict, entry.curves, entry.train_seconds = state_dict, curves, train_seconds
+    entry.state_dict, entry.curves, entry.train_seconds = (
+        payload["state_dict"],
+        curves,
+        train_seconds,
+    )
     entry.hit = True
 
 

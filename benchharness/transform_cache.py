@@ -14,11 +14,9 @@ written (read-only, disk full) only costs the reuse: the data is computed and re
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,7 +26,13 @@ import torch
 from filelock import FileLock
 
 from benchharness.api import Data
-from benchharness.cache_files import aside_path, remove_stale_temporaries
+from benchharness.cache_files import (
+    checksum,
+    read_checked,
+    remove_stale_temporaries,
+    save_atomically,
+    set_aside,
+)
 
 FORMAT_VERSION = 1
 SUBDIRECTORY = "data"
@@ -39,7 +43,7 @@ def fingerprint(data: Data) -> str:
     h = hashlib.sha256()
     tensors, scalars = _split_fields(data)
     h.update(json.dumps(scalars, sort_keys=True, default=repr).encode())
-    _update(h, tensors)
+    h.update(checksum(tensors).encode())
     return h.hexdigest()
 
 
@@ -119,13 +123,9 @@ def store(path: Path, key: str, data: Data, like: Data | None = None) -> bool:
         "same": same,
         "fields": fields,
     }
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        save_atomically(payload, path)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         _warn(f"could not store {path} ({error.strerror or error})")
         return False
     return True
@@ -138,20 +138,6 @@ def _compact(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
         tensor = tensor.clone()
     return tensor
-
-
-def checksum(tensors: Mapping[str, torch.Tensor]) -> str:
-    """sha256 over the names, dtypes, shapes and bytes of ``tensors``."""
-    h = hashlib.sha256()
-    _update(h, tensors)
-    return h.hexdigest()
-
-
-def _update(h: Any, tensors: Mapping[str, torch.Tensor]) -> None:
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        h.update(tensor.reshape(-1).view(torch.uint8).numpy())  # no copy of the bytes
 
 
 def _split_fields(data: Data) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -167,37 +153,22 @@ def _split_fields(data: Data) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 
 def _read(path: Path, key: str, like: Data) -> Data | None:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, garbage, not a torch file
-        _set_aside(path, f"unreadable: {type(exc).__name__}")
+    payload, problem = read_checked(
+        path, key, format_version=FORMAT_VERSION, tensors="tensors", what="tensors"
+    )
+    if payload is None:
+        _set_aside(path, str(problem))
         return None
     try:
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-            raise ValueError("not a benchharness data cache entry of this format")
-        if payload["key"] != key:
-            raise ValueError(f"holds the entry of {payload['key']}")
-        tensors = payload["tensors"]
-        if checksum(tensors) != payload["checksum"]:
-            raise ValueError("its tensors do not match their checksum")
         same = {name: getattr(like, name) for name in payload["same"]}
-        fields = {**json.loads(payload["fields"]), **tensors, **same}
-        data = like.replace(**fields)
+        return like.replace(**{**json.loads(payload["fields"]), **payload["tensors"], **same})
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, ValueError) else f"malformed: {type(exc).__name__}"
-        _set_aside(path, reason)
+        _set_aside(path, f"malformed: {type(exc).__name__}")
         return None
-    return data
 
 
 def _set_aside(path: Path, reason: str) -> None:
-    aside = aside_path(path)
-    try:
-        os.replace(path, aside)
-        where = f"moved aside to {aside.name}"
-    except OSError as error:
-        where = f"could not move it aside ({error.strerror or error})"
-    _warn(f"corrupt data cache entry {path} ({reason}): {where}; transforming again")
+    _warn(f"corrupt data cache entry {path} ({reason}): {set_aside(path)}; transforming again")
 
 
 def _warn(message: str) -> None:
