@@ -27,6 +27,12 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def eval_rows(batch_size: int, device: torch.device) -> int:
+    """Samples per forward pass of an evaluation asked to run in batches of
+    ``batch_size``: at most :data:`CPU_EVAL_ROWS` on the CPU."""
+    return min(batch_size, CPU_EVAL_ROWS) if device.type == "cpu" else batch_size
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, x: Tensor, y: Tensor, batch_size: int, device: torch.device | None = None
@@ -36,8 +42,7 @@ def evaluate(
     than :data:`CPU_EVAL_ROWS` samples are run in slices of that size (faster, same
     outputs)."""
     device = torch.device(device or x.device)
-    if device.type == "cpu":
-        batch_size = min(batch_size, CPU_EVAL_ROWS)
+    batch_size = eval_rows(batch_size, device)
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)

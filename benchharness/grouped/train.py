@@ -15,6 +15,7 @@ from benchharness.errors import BenchError
 from benchharness.grouped.fused_net import FusedNet, member_slice
 from benchharness.grouped.optimizer import FusedSGD
 from benchharness.grouped.precision import autocast, backward_and_step, grad_scaler
+from benchharness.metrics import eval_rows
 
 __all__ = ["EpochHook", "MemberRun", "evaluate_members", "member_run", "train_fused"]
 
@@ -189,6 +190,7 @@ def evaluate_members(
     loss_sum = torch.zeros(m, device=device, dtype=torch.float64)
     correct = torch.zeros(m, device=device, dtype=torch.int64)
     n = xs[0].shape[0]
+    batch_size = eval_rows(batch_size, device)  # each member's slices as it gets alone
     for start in range(0, n, batch_size):
         if all(x is xs[0] for x in xs):
             batch = xs[0][start : start + batch_size].to(device)
