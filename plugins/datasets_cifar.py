@@ -82,6 +82,7 @@ class _TorchvisionCifar(Dataset):
     archive: ClassVar[str]
     stats: ClassVar[tuple[tuple[float, ...], tuple[float, ...]]]
     classes: ClassVar[int]
+    torchvision_class: ClassVar[str]  # its name in torchvision.datasets
 
     def load(self, data_dir: Path) -> Data:
         data_dir = Path(data_dir)
@@ -90,16 +91,14 @@ class _TorchvisionCifar(Dataset):
         _normalise(self.options.normalize, self.stats, train_x, test_x)
         return Data(train_x, train_y, test_x, test_y, num_classes=self.classes)
 
-    def _torchvision_class(self):
-        raise NotImplementedError
-
     def _split(self, data_dir: Path, *, train: bool) -> tuple[Tensor, Tensor]:
         import numpy as np
         import torch
+        from torchvision import datasets
 
         from benchharness_plugins.datasets import _short_reason
 
-        cls = self._torchvision_class()
+        cls = getattr(datasets, self.torchvision_class)
         try:
             ds = cls(root=str(data_dir), train=train, download=False)
         except RuntimeError:
@@ -141,11 +140,7 @@ class CIFAR10(_TorchvisionCifar):
     archive = "cifar-10-python.tar.gz"
     stats = CIFAR10_STATS
     classes = 10
-
-    def _torchvision_class(self):
-        from torchvision import datasets
-
-        return datasets.CIFAR10
+    torchvision_class = "CIFAR10"
 
 
 class CIFAR100(_TorchvisionCifar):
@@ -159,11 +154,7 @@ class CIFAR100(_TorchvisionCifar):
     archive = "cifar-100-python.tar.gz"
     stats = CIFAR100_STATS
     classes = 100
-
-    def _torchvision_class(self):
-        from torchvision import datasets
-
-        return datasets.CIFAR100
+    torchvision_class = "CIFAR100"
 
 
 # --------------------------------------------------------------------------- npz
