@@ -10,9 +10,10 @@ faster here, they train fused — each member with its own initialisation, batch
 learning-rate schedule, per-epoch test/validation curves and model selection — and each
 unfused model then goes through the rest of its job's pipeline (compression, final
 evaluation, measurements) with the global random state it would have had alone. A
-member whose loss stops being finite is a failed job; the others go on. Otherwise, or if
-the fused training itself fails, every job runs alone, from the start, as without
-grouping. Either way each job yields one record.
+member whose loss stops being finite is a failed job; the others go on. Otherwise each
+job trains alone from its preparation, with the random state it had there, exactly as
+without grouping; if the fused training itself fails, every job runs alone from the
+start. Either way each job yields one record.
 """
 
 from __future__ import annotations
@@ -36,7 +37,15 @@ from benchharness.jobcontext import Events, Progress
 from benchharness.matrix import Job
 from benchharness.plugins import Registry
 from benchharness.records import RunRecord
-from benchharness.runner import JobRun, capture, complete, failed_record, prepare, run_job
+from benchharness.runner import (
+    JobRun,
+    capture,
+    complete,
+    failed_record,
+    prepare,
+    run_job,
+    train_and_complete,
+)
 from benchharness.selection import SELECTION_PHASE, BestEpoch
 
 __all__ = ["run_unit", "units"]
@@ -103,10 +112,12 @@ def run_unit(
         if not decision.fuse:
             reason = decision.reason
     if reason is not None or decision is None:
-        pending = [r.job for r in runs]
-        runs.clear()  # the prepared models and contexts are not needed any more
-        for job in pending:
-            yield alone(job)
+        while runs:  # each as run_job would go on from its preparation
+            r = runs.pop(0)  # dropped once done: its model and context are not held on
+            r.restore_rng()
+            capture(r.record, functools.partial(train_and_complete, r))
+            r.record.finished_at = datetime.now(UTC)
+            yield r.record
         return
     shown = {"members": float(len(runs)), "probe_speedup": decision.ratio or 0.0}
     for r in runs:

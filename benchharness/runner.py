@@ -77,9 +77,7 @@ def run_job(
     record = failed_record(job, started_at=datetime.now(UTC))
 
     def run() -> None:
-        job_run = prepare(job, record, registry, device, data_dir, cache_dir, events)
-        model, train_seconds, reused = _train(job, job_run.model, job_run.optimizer, job_run.ctx)
-        complete(job_run, model, train_seconds, reused)
+        train_and_complete(prepare(job, record, registry, device, data_dir, cache_dir, events))
 
     capture(record, run)
     record.finished_at = datetime.now(UTC)
@@ -215,6 +213,15 @@ def prepare(
         per_module,
         rng,
     )
+
+
+def train_and_complete(job_run: JobRun) -> None:
+    """The rest of a prepared job: its training (or the cached result), then
+    :func:`complete`."""
+    model, train_seconds, reused = _train(
+        job_run.job, job_run.model, job_run.optimizer, job_run.ctx
+    )
+    complete(job_run, model, train_seconds, reused)
 
 
 def complete(job_run: JobRun, model: nn.Module, train_seconds: float, reused: bool) -> None:
