@@ -6,7 +6,7 @@ validates a spec's tables against them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,7 @@ __all__ = [
     "ComputeOptions",
     "DataOptions",
     "MeasureOptions",
+    "Precision",
     "ResourceOptions",
     "RunOptions",
     "job_precision",
@@ -141,7 +142,8 @@ class MeasureOptions(_Section):
     eval_batch_size: PositiveInt = Field(1000, description="batch size of evaluation")
 
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 class ComputeOptions(_Section):
@@ -152,7 +154,7 @@ class ComputeOptions(_Section):
     (:data:`LATER_SECTIONS`), so the ids of existing jobs do not change.
     """
 
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
+    precision: Precision = Field(
         "fp32",
         description="training and evaluation arithmetic: 'fp32', or autocast to 'bf16' or "
         "'fp16' (parameters, optimizer state and the loss stay float32; fp16 adds a loss "

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
 
 import torch
 
 from benchharness.errors import BenchError
-
-Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+from benchharness.spec_sections import PRECISIONS, Precision
 
 __all__ = [
     "PRECISIONS",
