@@ -46,6 +46,8 @@ class StudyProgress:
         self.job_started: dict[str, float] = {}
         self.phase_started: dict[tuple[str, str], float] = {}
         self.last_event: dict[str, float] = {}
+        # running job -> when its current phase is projected to end (while one is under way)
+        self.phase_ends: dict[str, float] = {}
         self.index: dict[str, int] = {}
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
@@ -63,10 +65,20 @@ class StudyProgress:
             self._rich.start()
 
     def _study_eta(self) -> float | None:
+        now = time.monotonic()
         if self.done == 0:
-            return None
-        per_job = (time.monotonic() - self.started) / self.done
+            return self._first_wave_eta(now)
+        per_job = (now - self.started) / self.done
         return per_job * (self.total - self.done) / self.workers
+
+    def _first_wave_eta(self, now: float) -> float | None:
+        """Before any job has finished: the running jobs that report progress (one per
+        worker, or every member of a group training together) end when the last of their
+        phases is projected to, and the study takes that long per as many jobs."""
+        if not self.phase_ends:
+            return None
+        wave = max(self.phase_ends.values()) - self.started
+        return wave * self.total / len(self.phase_ends) - (now - self.started)
 
     def _print(self, line: str) -> None:
         if self._rich is not None:
@@ -92,6 +104,10 @@ class StudyProgress:
         eta = None
         if event.total and event.step > 0:
             eta = (now - start) / event.step * (event.total - event.step)
+        if eta and event.job_id in self.job_started:
+            self.phase_ends[event.job_id] = now + eta
+        else:
+            self.phase_ends.pop(event.job_id, None)
         i = self.index.get(event.job_id, 0)
         of = f"/{event.total}" if event.total else ""
         if self._rich is not None and event.job_id in self._tasks:
@@ -108,6 +124,7 @@ class StudyProgress:
 
     def job_finished(self, record: RunRecord, *, kept_earlier: bool = False) -> None:
         self.done += 1
+        self.phase_ends.pop(record.job_id, None)
         i = self.index.get(record.job_id, self.done)
         took = time.monotonic() - self.job_started.get(record.job_id, time.monotonic())
         if record.status == "completed":
