@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import duckdb
-import pandas as pd
 
 from benchharness.errors import BenchError
 from benchharness.records import METRIC_COLUMNS, PROVENANCE_COLUMNS, RunRecord
@@ -293,6 +292,8 @@ def apply_entry(con: duckdb.DuckDBPyConnection, entry: Mapping[str, Any]) -> App
     con.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", list(row.values()))
     points = entry["curves"]
     if points:
+        import pandas as pd  # here only: reading the store (reports) needs no pandas
+
         curves = pd.DataFrame(
             {
                 "job_id": pd.Series([job_id] * len(points), dtype="object"),

@@ -129,12 +129,14 @@ def report(
         typer.echo(reporting.render(found, fmt))
         return
     if claims:
-        from benchharness.report.claims import claims_table, render_claims
+        from benchharness.report.claims import claims_rows, render_claims
 
-        typer.echo(render_claims(claims_table(store, spec=spec), fmt))
+        typer.echo(render_claims(claims_rows(store, spec=spec), fmt))
         return
+    from benchharness.report.aggregate import summary_table
+
     shown = None if wide or fmt in ("csv", "json") else list(reporting.TABLE_METRICS)
-    table = reporting.summarize(
+    table: Any = summary_table(
         store,
         spec=spec,
         objectives=parsed,
@@ -145,17 +147,17 @@ def report(
     if noise:
         from benchharness.report.noise import noisy_front
 
-        table = noisy_front(store, table)
+        table = noisy_front(store, table.to_frame())
         if pareto:
             table = table[table["dominance"] != "clear"]
     from benchharness.report.text import terminal_width
 
     typer.echo(reporting.render(table, fmt, wide=wide, width=terminal_width()))
     if fmt in ("table", "markdown") and not pareto:
-        from benchharness.report.claims import claims_table, render_claims
+        from benchharness.report.claims import claims_rows, render_claims
 
-        found = claims_table(store, spec=spec)
-        if not found.empty:
+        found = claims_rows(store, spec=spec)
+        if len(found):
             typer.echo("\nclaims vs measured (reproduced: |Δ| ≤ 2 combined SE)")
             typer.echo(render_claims(found, fmt))
 
