@@ -49,7 +49,9 @@ def _record(spec: str, config_id: str, seed: int, axes: dict, metrics: dict, **k
         config=config,
         axes=axes,
         status=status,
-        error=kw.pop("error", "RuntimeError: boom [quick]\ntraceback line" if status == "failed" else None),
+        error=kw.pop(
+            "error", "RuntimeError: boom [quick]\ntraceback line" if status == "failed" else None
+        ),
         metrics=metrics,
         extra=kw.pop("extra", {}),
         started_at=T0 + timedelta(minutes=index),
@@ -107,7 +109,11 @@ def build_mixed(path: Path) -> Path:
     for seed in range(2):
         index += 1
         axes = {"model.width": 1, "transform.ratio": 0.1, "optim": {"name": "sgd", "lr": 0.1}}
-        metrics = {"test_accuracy": 0.7 + 0.01 * seed, "flops_effective": 250_000, "size_bits": 3000}
+        metrics = {
+            "test_accuracy": 0.7 + 0.01 * seed,
+            "flops_effective": 250_000,
+            "size_bits": 3000,
+        }
         store.save(_record("spec-a", "a-w1-r0.1", seed, axes, metrics, quick=True, index=index))
     # a second spec: other axes, small sizes (bits), no latency
     for depth in (2, 3):
@@ -115,7 +121,10 @@ def build_mixed(path: Path) -> Path:
             for seed in range(2):
                 index += 1
                 metrics = {
-                    "test_accuracy": 0.9 + 0.01 * depth - (0.004 if act == "gelu" else 0) + 0.002 * seed,
+                    "test_accuracy": 0.9
+                    + 0.01 * depth
+                    - (0.004 if act == "gelu" else 0)
+                    + 0.002 * seed,
                     "flops_effective": 1000 * depth,
                     "flops": 1000 * depth,
                     "size_bits": 700 * depth + (50 if act == "gelu" else 0),
@@ -126,14 +135,34 @@ def build_mixed(path: Path) -> Path:
     store.save_claims(
         "spec-a",
         [
-            {"match": {"model.width": 2, "transform.ratio": 0.1}, "metric": "accuracy",
-             "value": 0.9, "se": 0.002, "source": "paper"},
-            {"match": {"model.width": 1}, "metric": "test_accuracy", "value": 0.84, "se": None,
-             "source": "paper"},
-            {"match": {"model.width": 16}, "metric": "accuracy", "value": 0.99, "se": 0.01,
-             "source": "paper"},
-            {"match": {"model.width": 4.0, "transform.ratio": 0.5}, "metric": "size",
-             "value": 15_000_000, "se": None, "source": None},
+            {
+                "match": {"model.width": 2, "transform.ratio": 0.1},
+                "metric": "accuracy",
+                "value": 0.9,
+                "se": 0.002,
+                "source": "paper",
+            },
+            {
+                "match": {"model.width": 1},
+                "metric": "test_accuracy",
+                "value": 0.84,
+                "se": None,
+                "source": "paper",
+            },
+            {
+                "match": {"model.width": 16},
+                "metric": "accuracy",
+                "value": 0.99,
+                "se": 0.01,
+                "source": "paper",
+            },
+            {
+                "match": {"model.width": 4.0, "transform.ratio": 0.5},
+                "metric": "size",
+                "value": 15_000_000,
+                "se": None,
+                "source": None,
+            },
         ],
     )
     return path
@@ -174,7 +203,9 @@ def commands() -> dict[str, list[str]]:
         "pareto 2 objectives": ["--pareto", "--objectives", "accuracy:max,size:min"],
         "2 objectives": ["--objectives", "accuracy:max,flops:min"],
         "pareto 3 objectives": [
-            "--pareto", "--objectives", "accuracy:max,flops_effective:min,latency:min"
+            "--pareto",
+            "--objectives",
+            "accuracy:max,flops_effective:min,latency:min",
         ],
         "4 objectives": ["--objectives", "accuracy:max,size:min,params:min,time:min"],
         "pareto extra objective": ["--pareto", "--objectives", "prune.sparsity:min,accuracy:max"],

@@ -96,9 +96,9 @@ def report(
         typer.echo(failed_job(store, job))
         return
     if failed:
-        from benchharness.report.failed import failed_runs, render_failed
+        from benchharness.report.failed import failed_rows, render_failed
 
-        typer.echo(render_failed(failed_runs(store, spec), fmt))
+        typer.echo(render_failed(failed_rows(store, spec), fmt))
         return
     if sql is not None:
         typer.echo(reporting.run_sql(store, sql, fmt))
