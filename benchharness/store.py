@@ -380,6 +380,12 @@ class StoreReader:
         except duckdb.Error as error:
             raise BenchError(f"SQL error: {_one_line(error)}") from None
 
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[StoreReader]:
+        """This reader itself, so that code written for a Store (``with store.reader()
+        as db``) runs on an open connection too."""
+        yield self
+
     def fetch(self, sql: str, params: list[Any] | None = None) -> Described:
         """Run one query; its columns and rows as Python values (no pandas). Any DuckDB
         error is a BenchError."""

@@ -134,16 +134,23 @@ def report(
         typer.echo(render_claims(claims_rows(store, spec=spec), fmt))
         return
     from benchharness.report.aggregate import summary_table
+    from benchharness.report.claims import claims_rows, render_claims
 
     shown = None if wide or fmt in ("csv", "json") else list(reporting.TABLE_METRICS)
-    table: Any = summary_table(
-        store,
-        spec=spec,
-        objectives=parsed,
-        pareto=pareto and not noise,
-        metrics=shown,
-        replicate_axes=[a.strip() for a in (replicate_axes or "").split(",") if a.strip()],
-    )
+    replicates = [a.strip() for a in (replicate_axes or "").split(",") if a.strip()]
+    found = None
+    with store.reader() as db:  # one connection for the summary and the claims
+        table: Any = summary_table(
+            db,
+            spec=spec,
+            objectives=parsed,
+            pareto=pareto and not noise,
+            metrics=shown,
+            replicate_axes=replicates,
+        )
+        if fmt in ("table", "markdown") and not pareto:
+            # the claims' own summary is this one unless configurations were merged
+            found = claims_rows(db, spec=spec, summary=None if replicates else table)
     if noise:
         from benchharness.report.noise import noisy_front
 
@@ -153,13 +160,9 @@ def report(
     from benchharness.report.text import terminal_width
 
     typer.echo(reporting.render(table, fmt, wide=wide, width=terminal_width()))
-    if fmt in ("table", "markdown") and not pareto:
-        from benchharness.report.claims import claims_rows, render_claims
-
-        found = claims_rows(store, spec=spec)
-        if len(found):
-            typer.echo("\nclaims vs measured (reproduced: |Δ| ≤ 2 combined SE)")
-            typer.echo(render_claims(found, fmt))
+    if found is not None and len(found):
+        typer.echo("\nclaims vs measured (reproduced: |Δ| ≤ 2 combined SE)")
+        typer.echo(render_claims(found, fmt))
 
 
 def _write_report_files(

@@ -23,7 +23,7 @@ from benchharness.report.columns import (
 from benchharness.report.front import front_flags, front_sql
 from benchharness.report.objectives import ALIASES, NUMERIC_METRICS, Objective, parse_objectives
 from benchharness.report.table import Table
-from benchharness.store import Store, quote_ident
+from benchharness.store import Store, StoreReader, quote_ident
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +53,7 @@ def summarize(
 
 
 def summary_table(
-    store: Store,
+    store: Store | StoreReader,
     *,
     spec: str | Sequence[str] | None = None,
     objectives: str | Sequence[str] | None = None,

@@ -14,7 +14,7 @@ from benchharness.report.columns import filter_sql
 from benchharness.report.objectives import ALIASES
 from benchharness.report.stats import claim_z, verdict
 from benchharness.report.table import Table
-from benchharness.store import Store
+from benchharness.store import Store, StoreReader
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,12 +45,30 @@ def claims_table(
 
 
 def claims_rows(
-    store: Store, *, spec: str | Sequence[str] | None = None, include_quick: bool = True
+    store: Store | StoreReader,
+    *,
+    spec: str | Sequence[str] | None = None,
+    include_quick: bool = True,
+    summary: Table | None = None,
 ) -> Table:
     """One row per claim and matching configuration (per quick flag), or one "not run"
     row per claim that matches no configuration with runs; columns :data:`COLUMNS`
     (``match`` is a dict; ``difference`` = mean − claimed; ``z`` = difference in combined
-    standard errors)."""
+    standard errors).
+
+    ``summary``: the caller's :func:`~benchharness.report.aggregate.summary_table` of the
+    same runs (same ``spec`` and ``include_quick``, all rows, no replicate axes), which
+    holds every claimed metric; None: it is computed here."""
+    with store.reader() as db:  # one read connection for every query
+        return _claims_rows(db, spec, include_quick, summary)
+
+
+def _claims_rows(
+    store: StoreReader,
+    spec: str | Sequence[str] | None,
+    include_quick: bool,
+    summary: Table | None,
+) -> Table:
     specs = [spec] if isinstance(spec, str) else list(spec or [])
     where, params = filter_sql(specs, include_quick)
     claims = Table.fetch(
@@ -63,13 +81,14 @@ def claims_rows(
     if not claims:
         return Table.from_records(COLUMNS, [])
     metrics = sorted({ALIASES.get(c["metric"], c["metric"]) for c in claims})
-    summary = summary_table(
-        store,
-        spec=specs or None,
-        include_quick=include_quick,
-        objectives=[f"{metrics[0]}:max"],
-        metrics=metrics,
-    )
+    if summary is None:
+        summary = summary_table(
+            store,
+            spec=specs or None,
+            include_quick=include_quick,
+            objectives=[f"{metrics[0]}:max"],
+            metrics=metrics,
+        )
     _, configs = store.fetch(
         f"""SELECT spec_name, quick, config_id, any_value(config) AS config
             FROM runs WHERE {where} GROUP BY ALL""",
