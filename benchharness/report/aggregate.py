@@ -86,7 +86,7 @@ def summary_table(
     if len(chosen) != 2:
         table = table.with_column("on_front", "BOOLEAN", front_flags(table, chosen))
         if pareto:
-            table = table.where(lambda row: row["on_front"])
+            table = table.where("on_front")
             sign = -1.0 if chosen[0].maximize else 1.0  # front rows have finite means
             keys = [table.columns.index(c) for c in ("spec_name", "quick", "config_id")]
             best = table.columns.index(chosen[0].metric + "_mean")

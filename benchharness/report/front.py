@@ -144,7 +144,10 @@ def _front_3d(points: Sequence[Sequence[float]]) -> list[bool]:
         while end < len(order) and points[order[end]][0] == x:
             end += 1
         same_x = order[start:end]
-        inner = _front_2d([(points[i][1], points[i][2]) for i in same_x])
+        if len(same_x) == 1:
+            inner = [True]
+        else:
+            inner = _front_2d([(points[i][1], points[i][2]) for i in same_x])
         for i, on_front in zip(same_x, inner, strict=True):
             flags[i] = on_front and not reached(points[i][1], points[i][2])
         for i in same_x:
@@ -171,10 +174,9 @@ def front_flags(table: Table, chosen: Sequence[Objective]) -> list[bool]:
     flags = [False] * len(table)
     for members in groups.values():
         points = [
-            [
-                math.nan if counts[i] == 0 else _oriented_value(m[i], s)
-                for m, s in zip(means, signs, strict=True)
-            ]
+            [math.nan] * len(chosen)
+            if counts[i] == 0
+            else [_oriented_value(m[i], s) for m, s in zip(means, signs, strict=True)]
             for i in members
         ]
         for i, flag in zip(members, non_dominated(points), strict=True):
@@ -183,9 +185,7 @@ def front_flags(table: Table, chosen: Sequence[Objective]) -> list[bool]:
 
 
 def _oriented_value(value: object, sign: float) -> float:
-    from benchharness.report.table import missing
-
-    if missing(value):
+    if value is None:  # a Table holds missing values as None (NaN stays non-finite)
         return math.nan
     return float(value) * sign  # type: ignore[arg-type]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from benchharness.report.units import missing
@@ -83,10 +83,10 @@ class Table:
     def records(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
-    def where(self, keep: Callable[[dict[str, Any]], bool]) -> Table:
-        """The rows for which ``keep(row as a dict)`` holds."""
-        rows = [r for r in self.rows if keep(dict(zip(self.columns, r, strict=True)))]
-        return dataclasses.replace(self, rows=rows)
+    def where(self, name: str) -> Table:
+        """The rows whose value in column ``name`` is true."""
+        index = self.columns.index(name)
+        return dataclasses.replace(self, rows=[r for r in self.rows if r[index]])
 
     def with_column(self, name: str, kind: str, values: Sequence[Any]) -> Table:
         """This table with column ``name`` set to ``values`` (replaced, or added last)."""
@@ -111,8 +111,8 @@ class Table:
 
     def to_frame(self) -> pd.DataFrame:
         """The rows as a DataFrame with the dtypes DuckDB's ``.df()`` gives their SQL types:
-        numbers float64 (int64 for integers without NULLs), booleans bool (nullable
-        ``boolean`` with NULLs), the rest as pandas infers."""
+        integers int64 (nullable ``Int64`` with NULLs), other numbers float64, booleans
+        bool (nullable ``boolean`` with NULLs), the rest as pandas infers."""
         import pandas as pd
 
         data: dict[str, Any] = {}
@@ -120,8 +120,8 @@ class Table:
             values = [row[i] for row in self.rows]
             base = kind.split("(")[0]
             has_missing = any(missing(v) for v in values)
-            if base in _INTEGER_TYPES and not has_missing:
-                data[name] = pd.Series(values, dtype="int64")
+            if base in _INTEGER_TYPES:
+                data[name] = pd.Series(values, dtype="Int64" if has_missing else "int64")
             elif base in _NUMBER_TYPES:
                 data[name] = pd.Series(
                     [math.nan if missing(v) else float(v) for v in values], dtype="float64"
