@@ -87,3 +87,44 @@ def test_records_are_typed_as_pandas_would_type_them() -> None:
     for column in expected.columns:
         assert got[column].dtype == expected[column].dtype, column
     assert table.is_number("n") and table.is_number("x") and not table.is_number("f")
+
+
+def _awkward_frames() -> dict[str, pd.DataFrame]:
+    aware = pd.to_datetime(
+        ["2026-01-02 03:04:05+00:00", "2026-01-02 03:04:05.5+01:00"], format="ISO8601", utc=True
+    )
+    return {
+        "time zones, float32, Int64": pd.DataFrame(
+            {
+                "t": aware.tz_convert("Europe/Berlin"),
+                "f": pd.array([0.1, None], dtype="float32"),
+                "i": pd.array([1, None], dtype="Int64"),
+                "d": [0.1, 2.0],
+            }
+        ),
+        "objects, quoting, inf": pd.DataFrame(
+            {
+                "s": ["a", None, 'c,"q"'],
+                "b": [True, False, True],
+                "nb": pd.array([True, None, False], dtype="boolean"),
+                "o": [{"a": 1}, [1, 2], None],
+                "x": [1.5, math.inf, math.nan],
+                "td": pd.to_timedelta([1, 2, 3], unit="s"),
+            }
+        ),
+        "dates, ms, NaT": pd.DataFrame(
+            {
+                "day": pd.to_datetime(["2026-01-02", "2026-01-03"]),
+                "ms": pd.to_datetime(["2026-01-02 01:00:00.25", None]),
+            }
+        ),
+        "empty": pd.DataFrame({"a": pd.Series([], dtype="float64")}),
+    }
+
+
+@pytest.mark.parametrize("name", list(_awkward_frames()))
+def test_csv_of_a_dataframe_is_what_pandas_writes(name: str) -> None:
+    from benchharness.report.text import render
+
+    df = _awkward_frames()[name]
+    assert render(df, "csv") == df.to_csv(index=False).rstrip("\n")

@@ -22,6 +22,7 @@ _NUMBER_TYPES = frozenset(
     | {"UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL"}
 )
 _INTEGER_TYPES = _NUMBER_TYPES - {"FLOAT", "DOUBLE", "DECIMAL"}
+_SHORT = ("float32", "float16")  # numpy floats whose text is shorter than a Python float's
 
 
 @dataclasses.dataclass
@@ -59,7 +60,12 @@ class Table:
             "BOOLEAN" if is_bool_dtype(df[c]) else ("DOUBLE" if is_numeric_dtype(df[c]) else "ANY")
             for c in df.columns
         ]
-        rows = [tuple(map(_python, row)) for row in df.itertuples(index=False, name=None)]
+        columns = [
+            # float32 as numpy scalars: as Python floats they would print more digits
+            [_python(v) for v in (col.to_numpy() if col.dtype.name in _SHORT else col)]
+            for _, col in df.items()
+        ]
+        rows = list(zip(*columns, strict=True)) if columns else [() for _ in range(len(df))]
         return cls([str(c) for c in df.columns], types, rows, dict(df.attrs))
 
     def __len__(self) -> int:
@@ -136,11 +142,13 @@ class Table:
 
 
 def _python(value: Any) -> Any:
-    """numpy scalars as Python numbers, pandas' NA and NaN as None."""
+    """numpy scalars as Python numbers, pandas' NA and NaN as None; float32/float16 are
+    kept, since their text is shorter than the float64 they would become."""
     if missing(value):
         return None
-    if type(value).__module__ == "numpy" and hasattr(value, "item"):
-        return value.item()
+    kind = type(value)
+    if kind.__module__ == "numpy" and hasattr(value, "item"):
+        return value if kind.__name__ in _SHORT else value.item()
     return value
 
 

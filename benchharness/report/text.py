@@ -124,7 +124,8 @@ def _csv_cells(values: list[Any]) -> list[Any]:
         if digits:
             fraction = f"{v.microsecond:06d}{getattr(v, 'nanosecond', 0):03d}"
             text += "." + fraction[:digits]
-        out.append(text)
+        offset = v.strftime("%z")  # "+0100" for a time zone, written as "+01:00"
+        out.append(text + (f"{offset[:3]}:{offset[3:]}" if offset else ""))
     return out
 
 
