@@ -45,15 +45,7 @@ from benchharness.store_rows import (
 if TYPE_CHECKING:  # pandas only where a DataFrame is returned: reports read plain rows
     import pandas as pd
 
-__all__ = [
-    "BASE_COLUMNS",
-    "Described",
-    "SaveOutcome",
-    "Store",
-    "StoreReader",
-    "canonical_json",
-    "quote_ident",
-]
+__all__ = ["BASE_COLUMNS", "SaveOutcome", "Store", "StoreReader", "canonical_json", "quote_ident"]
 
 SaveOutcome = Literal["saved", "kept_completed", "journaled"]
 """What ``Store.save`` did: stored the record; kept an earlier completed row because the
@@ -380,11 +372,9 @@ class StoreReader:
         except duckdb.Error as error:
             raise BenchError(f"SQL error: {_one_line(error)}") from None
 
-    @contextlib.contextmanager
-    def reader(self) -> Iterator[StoreReader]:
-        """This reader itself, so that code written for a Store (``with store.reader()
-        as db``) runs on an open connection too."""
-        yield self
+    def reader(self) -> contextlib.AbstractContextManager[StoreReader]:
+        """This reader: code written for a Store (``with store.reader()``) runs on it."""
+        return contextlib.nullcontext(self)
 
     def fetch(self, sql: str, params: list[Any] | None = None) -> Described:
         """Run one query; its columns and rows as Python values (no pandas). Any DuckDB
