@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any, Literal, TextIO, get_args, get_origin
 
 from pydantic_core import PydanticUndefined
-from rich.console import Console
-from rich.table import Table
 
 from benchharness.plugins import KINDS, Registry
 
@@ -68,6 +66,11 @@ def _shown_default(option: dict[str, Any]) -> str:
 
 
 def render_plugins(listing: dict[str, list[dict[str, Any]]], stream: TextIO) -> None:
+    """One rich table per kind (``--format table``); rich is imported here, so that
+    ``--format json`` does without it."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(file=stream, width=max(Console(file=stream).width, 120))
     for kind, entries in listing.items():
         table = Table(title=f"{kind}s", title_justify="left", show_lines=True)

@@ -22,10 +22,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
-import pandas as pd
 
 from benchharness import recovery
 from benchharness.errors import BenchError
@@ -43,6 +42,9 @@ from benchharness.store_rows import (
     transaction,
 )
 
+if TYPE_CHECKING:  # pandas only where a DataFrame is returned: reports read plain rows
+    import pandas as pd
+
 __all__ = ["BASE_COLUMNS", "SaveOutcome", "Store", "StoreReader", "canonical_json", "quote_ident"]
 
 SaveOutcome = Literal["saved", "kept_completed", "journaled"]
@@ -51,6 +53,10 @@ new record is a failure of the same job; or journaled it only, because another p
 holds the database (it is written by the next save or command that gets the lock)."""
 
 Notice = Callable[[str], None]
+
+Described = tuple[list[tuple[str, str]], list[tuple[Any, ...]]]
+"""A query result without pandas: (column name, SQL type name) per column, and the rows
+as tuples of Python values (None for NULL)."""
 
 
 class DatabaseLocked(BenchError):
@@ -230,6 +236,12 @@ class Store:
         with self._read() as con:
             return run_sandboxed(con, sql, params)
 
+    def fetch(self, sql: str, params: list[Any] | None = None) -> Described:
+        """Run one harness-written query (not sandboxed, see :class:`StoreReader`) and
+        return its columns and rows without pandas."""
+        with self.reader() as db:
+            return db.fetch(sql, params)
+
     @contextlib.contextmanager
     def reader(self) -> Iterator[StoreReader]:
         """One read-only connection for the several queries of one report (each
@@ -357,6 +369,20 @@ class StoreReader:
         """Run one query; any DuckDB error is a BenchError."""
         try:
             return self._con.execute(sql, params or []).df()
+        except duckdb.Error as error:
+            raise BenchError(f"SQL error: {_one_line(error)}") from None
+
+    def reader(self) -> contextlib.AbstractContextManager[StoreReader]:
+        """This reader: code written for a Store (``with store.reader()``) runs on it."""
+        return contextlib.nullcontext(self)
+
+    def fetch(self, sql: str, params: list[Any] | None = None) -> Described:
+        """Run one query; its columns and rows as Python values (no pandas). Any DuckDB
+        error is a BenchError."""
+        try:
+            result = self._con.execute(sql, params or [])
+            described = [(str(d[0]), str(d[1])) for d in result.description or []]
+            return described, result.fetchall()
         except duckdb.Error as error:
             raise BenchError(f"SQL error: {_one_line(error)}") from None
 

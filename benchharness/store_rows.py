@@ -17,11 +17,9 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import duckdb
-import pandas as pd
 
 from benchharness.errors import BenchError
 from benchharness.records import METRIC_COLUMNS, PROVENANCE_COLUMNS, RunRecord
-from benchharness.spec_sections import job_precision
 
 ApplyOutcome = Literal["saved", "kept_completed"]
 _TIMESTAMP_COLUMNS = [name for name, t in PROVENANCE_COLUMNS.items() if t == "TIMESTAMP"]
@@ -62,6 +60,9 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def _run_row(record: RunRecord) -> dict[str, Any]:
+    # here, not at the top: the spec's pydantic models are not needed to read the store
+    from benchharness.spec_sections import job_precision
+
     if record.status not in ("completed", "failed"):
         raise ValueError(f"RunRecord.status must be 'completed' or 'failed', got {record.status!r}")
     extra = dict(record.extra)
@@ -269,6 +270,8 @@ def claims_entry(spec_name: str, claims: list[dict[str, Any]]) -> dict[str, Any]
 
 def apply_entry(con: duckdb.DuckDBPyConnection, entry: Mapping[str, Any]) -> ApplyOutcome:
     """Write one journal entry into the open transaction of ``con``."""
+    from benchharness.spec_sections import job_precision
+
     if entry["kind"] == "claims":
         con.execute("DELETE FROM claims WHERE spec_name = ?", [entry["spec_name"]])
         for row in entry["rows"]:
@@ -293,6 +296,8 @@ def apply_entry(con: duckdb.DuckDBPyConnection, entry: Mapping[str, Any]) -> App
     con.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", list(row.values()))
     points = entry["curves"]
     if points:
+        import pandas as pd  # here only: reading the store (reports) needs no pandas
+
         curves = pd.DataFrame(
             {
                 "job_id": pd.Series([job_id] * len(points), dtype="object"),

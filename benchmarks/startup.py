@@ -1,17 +1,18 @@
 """Start-up time of the `bench` commands that run no job, against plain Python and
-``import torch`` measured in the same run, and whether each imported torch.
+``import torch`` measured in the same run, and whether each imported torch or pandas.
 
     .venv/bin/python benchmarks/startup.py [--repeats 5]
 
 Each command runs ``repeats`` times as a fresh process (the installed ``bench`` script;
 ``python -m benchharness`` when there is none) after one untimed warm-up run, and the
 median wall time is printed with its ratio to ``python -c pass`` and to ``python -c
-"import torch"``. ``bench report`` reads a small database of 40 runs built once in a
-temporary directory. Python writes and reuses bytecode caches (``__pycache__``) as it
-does for any user: ``PYTHONDONTWRITEBYTECODE`` is cleared for the timed processes, since
-compiling every module from source on each start would be timed otherwise (it costs
-~0.1 s here). Whether a command imported torch is checked in one more run of the
-same command in-process (:data:`PROBE`), which then looks at ``sys.modules``.
+"import torch"``. ``bench report`` reads a small database of 40 runs (and two claims)
+built once in a temporary directory. Python writes and reuses bytecode caches
+(``__pycache__``) as it does for any user: ``PYTHONDONTWRITEBYTECODE`` is cleared for
+the timed processes, since compiling every module from source on each start would be
+timed otherwise (it costs ~0.1 s here). Whether a command imported torch (or pandas,
+which the text reports should not) is checked in one more run of the same command
+in-process (:data:`PROBE`), which then looks at ``sys.modules``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ print(*(m for m in ("torch", "torchvision", "numpy", "pandas") if m in sys.modul
 SPEC = ROOT / "specs" / "mnist_width_dct.toml"
 RUNS_IN_DB = 40
 BASELINES = ("python -c pass", 'python -c "import torch"')
+IMPORT_KEYS = ("imports_torch", "imports_pandas")
 
 
 def _bench_command() -> list[str]:
@@ -59,21 +61,40 @@ def commands(db: Path) -> dict[str, list[str]]:
         "bench --help": [*bench, "--help"],
         "bench plugins": [*bench, "plugins"],
         "bench plugins --format json": [*bench, "plugins", "--format", "json"],
+        "bench report": [*bench, "report", "--db", str(db)],
         "bench report --pareto": [*bench, "report", "--pareto", "--db", str(db)],
+        "bench report --format json": [*bench, "report", "--format", "json", "--db", str(db)],
         f"bench validate specs/{SPEC.name}": [*bench, "validate", str(SPEC)],
     }
 
 
 def build_db(folder: Path) -> Path:
-    """A database of ``RUNS_IN_DB`` completed runs (20 configurations × 2 seeds)."""
+    """A database of ``RUNS_IN_DB`` completed runs (20 configurations × 2 seeds) and two
+    claims, so that ``bench report`` prints its claims table too."""
     from benchharness.store import Store
     from benchmarks.bench_store import sample_record
 
     path = folder / "startup.duckdb"
     store = Store(path)
+    records = []
     for i in range(RUNS_IN_DB):
         index = i if i % 50 != 49 else i + 1  # sample_record fails every 50th
-        store.save(sample_record(index))
+        records.append(sample_record(index))
+        store.save(records[-1])
+    first = records[0]
+    store.save_claims(
+        first.spec_name,
+        [
+            {"match": first.axes, "metric": "accuracy", "value": 0.9, "se": 0.01, "source": "x"},
+            {
+                "match": {"model.width": first.config["model"]["width"]},
+                "metric": "accuracy",
+                "value": 0.5,
+                "se": None,
+                "source": "y",
+            },
+        ],
+    )
     return path
 
 
@@ -86,21 +107,29 @@ def _wall(argv: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def imports_torch(argv: list[str], env: dict[str, str]) -> bool | None:
-    """Whether the `bench` command ``argv`` imports torch (None for the baselines)."""
+def imported(argv: list[str], env: dict[str, str]) -> set[str] | None:
+    """Which of torch, torchvision, numpy and pandas the `bench` command ``argv`` imports
+    (None for the baselines)."""
     bench = _bench_command()
     if argv[: len(bench)] != bench:
         return None
     probe = [sys.executable, "-c", PROBE, *argv[len(bench) :]]
     done = subprocess.run(probe, env=env, capture_output=True, text=True, check=True)
-    return "torch" in done.stdout.split()
+    return set(done.stdout.split())
+
+
+def imports_torch(argv: list[str], env: dict[str, str]) -> bool | None:
+    """Whether the `bench` command ``argv`` imports torch (None for the baselines)."""
+    modules = imported(argv, env)
+    return None if modules is None else "torch" in modules
 
 
 def measure_startup(repeats: int = 5, only: Iterable[str] | None = None) -> list[dict]:
     """One row per command: ``command``, ``median_s`` (wall seconds of a fresh process,
     median of ``repeats`` after a warm-up), ``vs_python`` and ``vs_import_torch`` (its
-    median over the baseline's median in this run) and ``imports_torch``. ``only``: just
-    these `bench` commands (labels of :func:`commands`); the baselines always run."""
+    median over the baseline's median in this run), ``imports_torch`` and
+    ``imports_pandas`` (None for the baselines). ``only``: just these `bench` commands
+    (labels of :func:`commands`); the baselines always run."""
     env = {**os.environ, "BENCH_DATA_DIR": os.environ.get("BENCH_DATA_DIR", "")}
     env.pop("BENCH_DB", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -117,16 +146,20 @@ def measure_startup(repeats: int = 5, only: Iterable[str] | None = None) -> list
                 times[label].append(_wall(argv, env))
         medians = {label: statistics.median(values) for label, values in times.items()}
         python, torch = (medians[label] for label in BASELINES)
-        return [
-            {
-                "command": label,
-                "median_s": medians[label],
-                "vs_python": medians[label] / python,
-                "vs_import_torch": medians[label] / torch,
-                "imports_torch": imports_torch(argv, env),
-            }
-            for label, argv in to_run.items()
-        ]
+        rows = []
+        for label, argv in to_run.items():
+            modules = imported(argv, env)
+            rows.append(
+                {
+                    "command": label,
+                    "median_s": medians[label],
+                    "vs_python": medians[label] / python,
+                    "vs_import_torch": medians[label] / torch,
+                    "imports_torch": None if modules is None else "torch" in modules,
+                    "imports_pandas": None if modules is None else "pandas" in modules,
+                }
+            )
+        return rows
 
 
 def main() -> None:
@@ -136,12 +169,15 @@ def main() -> None:
     load = os.getloadavg()[0]
     rows = measure_startup(args.repeats)
     print(f"start-up, median of {args.repeats} fresh processes (1-min load {load:.2f})")
-    print(f"{'command':<40} {'median s':>9} {'× python':>9} {'× torch':>8}  imports torch")
+    print(
+        f"{'command':<40} {'median s':>9} {'× python':>9} {'× torch':>8}"
+        "  imports torch  imports pandas"
+    )
     for row in rows:
-        torch = {None: "", True: "yes", False: "no"}[row["imports_torch"]]
+        torch, pandas = ({None: "", True: "yes", False: "no"}[row[k]] for k in IMPORT_KEYS)
         print(
             f"{row['command']:<40} {row['median_s']:>9.3f} {row['vs_python']:>9.1f}"
-            f" {row['vs_import_torch']:>8.2f}  {torch}"
+            f" {row['vs_import_torch']:>8.2f}  {torch:<13}  {pandas}"
         )
 
 

@@ -1,6 +1,7 @@
 """Start-up: the commands that run no job (`--help`, `plugins`, `report` with every
-option, `validate`, `run --dry-run`) never import torch, and the public names that moved
-behind lazy imports are still the same objects."""
+option, `validate`, `run --dry-run`) never import torch, the text reports import neither
+pandas nor numpy, and the public names that moved behind lazy imports are still the same
+objects."""
 
 from __future__ import annotations
 
@@ -18,17 +19,19 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "specs" / "mnist_width_dct.toml"
 
 # Runs each `bench` command (argv lists on stdin, one JSON list per line) in one process,
-# in order, and prints per command its exit code and the torch modules loaded so far.
+# in order, and prints per command its exit code and which of the modules named on its
+# command line (default: torch, torchvision) were loaded so far.
 DRIVER = """
 import json, sys
 from typer.testing import CliRunner
 from benchharness.cli import app
 
+watched = sys.argv[1:] or ["torch", "torchvision"]
 runner = CliRunner()
 for line in sys.stdin:
     args = json.loads(line)
     result = runner.invoke(app, args)
-    loaded = sorted(m for m in ("torch", "torchvision") if m in sys.modules)
+    loaded = sorted(m for m in watched if m in sys.modules)
     print(json.dumps({"args": args, "exit": result.exit_code, "loaded": loaded,
                       "output": result.output[-300:]}))
 """
@@ -80,9 +83,11 @@ def study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _run_in_one_process(commands: list[list[str]], cwd: Path) -> list[dict]:
+def _run_in_one_process(
+    commands: list[list[str]], cwd: Path, watched: tuple[str, ...] = ()
+) -> list[dict]:
     done = subprocess.run(
-        [sys.executable, "-c", DRIVER],
+        [sys.executable, "-c", DRIVER, *watched],
         input="".join(json.dumps(args) + "\n" for args in commands),
         capture_output=True,
         text=True,
@@ -129,6 +134,38 @@ def test_commands_that_run_no_job_do_not_import_torch(study_db: Path, tmp_path: 
         assert result["loaded"] == [], f"bench {' '.join(result['args'])} imported torch"
     sql = next(r for r in results if "--sql" in r["args"])
     assert "18" in sql["output"]  # every stored run was read
+
+
+def test_text_reports_import_neither_pandas_nor_numpy(study_db: Path) -> None:
+    """`bench report` with or without --pareto, claims, --spec, objectives (1 to 3),
+    --failed and --job, in every text format; all in one process, so the first command
+    that imported pandas or numpy would show it in every later one."""
+    db = ["--db", str(study_db)]
+    views = [
+        [],
+        ["--pareto"],
+        ["--wide"],
+        ["--spec", "mnist_width_dct"],
+        ["--pareto", "--objectives", "accuracy:max,size:min"],
+        ["--pareto", "--objectives", "accuracy:max,params:min,size:min"],
+        ["--objectives", "accuracy:max"],
+        ["--replicate-axes", "transform.ratio"],
+        ["--claims"],
+        ["--failed"],
+    ]
+    formats = ["table", "csv", "json", "markdown"]
+    commands = [["report", *view, "--format", fmt, *db] for view in views for fmt in formats]
+    commands.append(["report", "--job", "job5-2", *db])
+    results = _run_in_one_process(commands, REPO, ("pandas", "numpy", "torch"))
+    assert [r["args"] for r in results] == commands
+    for result in results:
+        assert result["exit"] == 0, result
+        assert result["loaded"] == [], f"bench {' '.join(result['args'])} imported them"
+    pareto = next(r for r in results if r["args"][:3] == ["report", "--pareto", "--format"])
+    assert "*" in pareto["output"]  # front rows were printed
+    # and the driver does see pandas where a command needs it
+    plotted = _run_in_one_process([["report", "--noise", *db]], REPO, ("pandas",))
+    assert plotted[0]["loaded"] == ["pandas"]
 
 
 def test_lazily_imported_public_names_are_the_defining_modules_objects() -> None:

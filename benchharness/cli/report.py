@@ -96,9 +96,9 @@ def report(
         typer.echo(failed_job(store, job))
         return
     if failed:
-        from benchharness.report.failed import failed_runs, render_failed
+        from benchharness.report.failed import failed_rows, render_failed
 
-        typer.echo(render_failed(failed_runs(store, spec), fmt))
+        typer.echo(render_failed(failed_rows(store, spec), fmt))
         return
     if sql is not None:
         typer.echo(reporting.run_sql(store, sql, fmt))
@@ -129,35 +129,40 @@ def report(
         typer.echo(reporting.render(found, fmt))
         return
     if claims:
-        from benchharness.report.claims import claims_table, render_claims
+        from benchharness.report.claims import claims_rows, render_claims
 
-        typer.echo(render_claims(claims_table(store, spec=spec), fmt))
+        typer.echo(render_claims(claims_rows(store, spec=spec), fmt))
         return
+    from benchharness.report.aggregate import summary_table
+    from benchharness.report.claims import claims_rows, render_claims
+
     shown = None if wide or fmt in ("csv", "json") else list(reporting.TABLE_METRICS)
-    table = reporting.summarize(
-        store,
-        spec=spec,
-        objectives=parsed,
-        pareto=pareto and not noise,
-        metrics=shown,
-        replicate_axes=[a.strip() for a in (replicate_axes or "").split(",") if a.strip()],
-    )
+    replicates = [a.strip() for a in (replicate_axes or "").split(",") if a.strip()]
+    found = None
+    with store.reader() as db:  # one connection for the summary and the claims
+        table: Any = summary_table(
+            db,
+            spec=spec,
+            objectives=parsed,
+            pareto=pareto and not noise,
+            metrics=shown,
+            replicate_axes=replicates,
+        )
+        if fmt in ("table", "markdown") and not pareto:
+            # the claims' own summary is this one unless configurations were merged
+            found = claims_rows(db, spec=spec, summary=None if replicates else table)
     if noise:
         from benchharness.report.noise import noisy_front
 
-        table = noisy_front(store, table)
+        table = noisy_front(store, table.to_frame())
         if pareto:
             table = table[table["dominance"] != "clear"]
     from benchharness.report.text import terminal_width
 
     typer.echo(reporting.render(table, fmt, wide=wide, width=terminal_width()))
-    if fmt in ("table", "markdown") and not pareto:
-        from benchharness.report.claims import claims_table, render_claims
-
-        found = claims_table(store, spec=spec)
-        if not found.empty:
-            typer.echo("\nclaims vs measured (reproduced: |Δ| ≤ 2 combined SE)")
-            typer.echo(render_claims(found, fmt))
+    if found is not None and len(found):
+        typer.echo("\nclaims vs measured (reproduced: |Δ| ≤ 2 combined SE)")
+        typer.echo(render_claims(found, fmt))
 
 
 def _write_report_files(

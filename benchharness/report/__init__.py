@@ -3,7 +3,9 @@ Pareto front and published claims, computed in DuckDB SQL, rendered as a termina
 CSV, JSON or Markdown.
 
 Modules: ``objectives`` (metric aliases, ``metric:max|min``), ``columns`` (what the runs
-hold), ``aggregate`` (the summary query), ``text`` (rendering), ``failed`` (failed runs).
+hold), ``aggregate`` (the summary query), ``table`` (query results as plain rows), ``text``
+(rendering), ``failed`` (failed runs). The text reports import neither pandas nor numpy;
+``summarize`` and the plots, HTML and noise build DataFrames from the same rows.
 """
 
 from __future__ import annotations

@@ -4,9 +4,7 @@ Pareto flag and matching claims, computed in one DuckDB query."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from benchharness.errors import BenchError
 from benchharness.report.columns import (
@@ -22,9 +20,13 @@ from benchharness.report.columns import (
     runs_and_claim_metrics,
     sql_str,
 )
-from benchharness.report.front import front_sql, mark_front
+from benchharness.report.front import front_flags, front_sql
 from benchharness.report.objectives import ALIASES, NUMERIC_METRICS, Objective, parse_objectives
-from benchharness.store import Store, quote_ident
+from benchharness.report.table import Table
+from benchharness.store import Store, StoreReader, quote_ident
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def summarize(
@@ -37,13 +39,36 @@ def summarize(
     metrics: Sequence[str] | None = None,
     replicate_axes: Sequence[str] = (),
 ) -> pd.DataFrame:
+    """:func:`summary_table` as a DataFrame (``df.attrs`` holds ``axes`` and
+    ``objectives``)."""
+    return summary_table(
+        store,
+        spec=spec,
+        objectives=objectives,
+        pareto=pareto,
+        include_quick=include_quick,
+        metrics=metrics,
+        replicate_axes=replicate_axes,
+    ).to_frame()
+
+
+def summary_table(
+    store: Store | StoreReader,
+    *,
+    spec: str | Sequence[str] | None = None,
+    objectives: str | Sequence[str] | None = None,
+    pareto: bool = False,
+    include_quick: bool = True,
+    metrics: Sequence[str] | None = None,
+    replicate_axes: Sequence[str] = (),
+) -> Table:
     """One row per (spec_name, config_id, quick): the axis values, ``n`` completed runs,
     ``<metric>_mean`` and ``<metric>_se`` (sample stddev / sqrt(n); NULL for n = 1) for
     every numeric metric measured, ``failed`` (if any run failed), ``claimed_<metric>``
     and ``claimed_<metric>_se`` from matching claims, and ``on_front``: no other config
     of the same spec (and the same quick flag) is at least as good on every objective and
     strictly better on one. With ``pareto=True`` only front rows, best first objective
-    first. ``df.attrs`` holds ``axes`` and ``objectives`` (for ``render``).
+    first. ``attrs`` holds ``axes`` and ``objectives`` (for ``render``).
 
     ``metrics`` limits the aggregated metrics to these (plus the objectives and the
     claimed metrics), which is what makes a report over many runs fast; None: all.
@@ -55,24 +80,22 @@ def summarize(
     specs = [spec] if isinstance(spec, str) else list(spec or [])
     where, params = filter_sql(specs, include_quick)
     with store.reader() as db:  # one read connection for every query of the report
-        df, chosen, axes = _query_summary(
+        table, chosen, axes = _query_summary(
             db, specs, where, params, objectives, pareto, include_quick, metrics, replicate_axes
         )
-    objective_metrics = [o.metric for o in chosen]
     if len(chosen) != 2:
-        df["on_front"] = mark_front(df, chosen).to_numpy()
+        table = table.with_column("on_front", "BOOLEAN", front_flags(table, chosen))
         if pareto:
-            df = df[df["on_front"]].sort_values(
-                ["spec_name", "quick", objective_metrics[0] + "_mean", "config_id"],
-                ascending=[True, True, not chosen[0].maximize, True],
-                kind="stable",
-            )
-            df = df.reset_index(drop=True)
-    if "failed" in df and not (df["failed"] > 0).any():
-        df = df.drop(columns="failed")
-    df.attrs["axes"] = [name for name, _ in axes]
-    df.attrs["objectives"] = [str(o) for o in chosen]
-    return df
+            table = table.where("on_front")
+            sign = -1.0 if chosen[0].maximize else 1.0  # front rows have finite means
+            keys = [table.columns.index(c) for c in ("spec_name", "quick", "config_id")]
+            best = table.columns.index(chosen[0].metric + "_mean")
+            table.rows.sort(key=lambda r: (r[keys[0]], r[keys[1]], sign * r[best], r[keys[2]]))
+    if "failed" in table and not any(v > 0 for v in table.column("failed")):
+        table = table.without("failed")
+    table.attrs["axes"] = [name for name, _ in axes]
+    table.attrs["objectives"] = [str(o) for o in chosen]
+    return table
 
 
 def _query_summary(
@@ -85,7 +108,7 @@ def _query_summary(
     include_quick: bool,
     metrics: Sequence[str] | None,
     replicate_axes: Sequence[str],
-) -> tuple[pd.DataFrame, list[Objective], list[tuple[str, str | None]]]:
+) -> tuple[Table, list[Objective], list[tuple[str, str | None]]]:
     """The summary query of :func:`summarize` and the ones it needs first; returns the
     rows, the objectives and the axes shown."""
     count, claim_metrics = runs_and_claim_metrics(store, where, params)
@@ -139,7 +162,7 @@ def _query_summary(
         axis_order = "".join(f", {quote_ident(name)}" for name, _ in axes)
         sql += f"\nORDER BY spec_name, quick{axis_order}, config_id"
     uses = 2 if claim_metrics else 1  # the claims' part filters the runs a second time
-    return store.query(sql, params * uses), chosen, axes
+    return Table.fetch(store, sql, params * uses), chosen, axes
 
 
 def summary_sql(

@@ -7,15 +7,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from benchharness.report.aggregate import summarize
+from benchharness.report.aggregate import summary_table
 from benchharness.report.columns import filter_sql
 from benchharness.report.objectives import ALIASES
 from benchharness.report.stats import claim_z, verdict
-from benchharness.store import Store
+from benchharness.report.table import Table
+from benchharness.store import Store, StoreReader
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = (
     "spec_name",
@@ -38,60 +40,91 @@ COLUMNS = (
 def claims_table(
     store: Store, *, spec: str | Sequence[str] | None = None, include_quick: bool = True
 ) -> pd.DataFrame:
+    """:func:`claims_rows` as a DataFrame."""
+    return claims_rows(store, spec=spec, include_quick=include_quick).to_frame()
+
+
+def claims_rows(
+    store: Store | StoreReader,
+    *,
+    spec: str | Sequence[str] | None = None,
+    include_quick: bool = True,
+    summary: Table | None = None,
+) -> Table:
     """One row per claim and matching configuration (per quick flag), or one "not run"
     row per claim that matches no configuration with runs; columns :data:`COLUMNS`
     (``match`` is a dict; ``difference`` = mean − claimed; ``z`` = difference in combined
-    standard errors)."""
+    standard errors).
+
+    ``summary``: the caller's :func:`~benchharness.report.aggregate.summary_table` of the
+    same runs (same ``spec`` and ``include_quick``, all rows, no replicate axes), which
+    holds every claimed metric; None: it is computed here."""
+    with store.reader() as db:  # one read connection for every query
+        return _claims_rows(db, spec, include_quick, summary)
+
+
+def _claims_rows(
+    store: StoreReader,
+    spec: str | Sequence[str] | None,
+    include_quick: bool,
+    summary: Table | None,
+) -> Table:
     specs = [spec] if isinstance(spec, str) else list(spec or [])
     where, params = filter_sql(specs, include_quick)
-    claims = store.query(
+    claims = Table.fetch(
+        store,
         f"""SELECT spec_name, match, metric, value, se, source FROM claims
             WHERE spec_name IN (SELECT DISTINCT spec_name FROM runs WHERE {where})
             ORDER BY spec_name, metric, match::VARCHAR""",
         params,
-    )
-    if claims.empty:
-        return pd.DataFrame(columns=list(COLUMNS))
-    metrics = sorted({ALIASES.get(m, m) for m in claims["metric"]})
-    summary = summarize(
-        store,
-        spec=specs or None,
-        include_quick=include_quick,
-        objectives=[f"{metrics[0]}:max"],
-        metrics=metrics,
-    )
-    configs = store.query(
+    ).records()
+    if not claims:
+        return Table.from_records(COLUMNS, [])
+    metrics = sorted({ALIASES.get(c["metric"], c["metric"]) for c in claims})
+    if summary is None:
+        summary = summary_table(
+            store,
+            spec=specs or None,
+            include_quick=include_quick,
+            objectives=[f"{metrics[0]}:max"],
+            metrics=metrics,
+        )
+    _, configs = store.fetch(
         f"""SELECT spec_name, quick, config_id, any_value(config) AS config
             FROM runs WHERE {where} GROUP BY ALL""",
         params,
     )
     config_of = {
-        (r.spec_name, bool(r.quick), r.config_id): json.loads(r.config)
-        for r in configs.itertuples(index=False)
+        (spec_name, bool(quick), config_id): json.loads(config)
+        for spec_name, quick, config_id, config in configs
     }
+    summary_rows = summary.records()
     rows: list[dict[str, Any]] = []
-    for claim in claims.itertuples(index=False):
-        match = json.loads(claim.match) if isinstance(claim.match, str) else dict(claim.match)
-        metric = ALIASES.get(claim.metric, claim.metric)
+    for claim in claims:
+        match = claim["match"]
+        match = json.loads(match) if isinstance(match, str) else dict(match)
+        metric = ALIASES.get(claim["metric"], claim["metric"])
         base = {
-            "spec_name": claim.spec_name,
+            "spec_name": claim["spec_name"],
             "match": match,
             "metric": metric,
-            "source": claim.source,
-            "claimed": float(claim.value),
-            "claimed_se": _number(claim.se),
+            "source": claim["source"],
+            "claimed": float(claim["value"]),
+            "claimed_se": _number(claim["se"]),
         }
         hits = [
             r
-            for r in summary[summary["spec_name"] == claim.spec_name].itertuples(index=False)
-            if matches(config_of.get((r.spec_name, bool(r.quick), r.config_id), {}), match)
+            for r in summary_rows
+            if r["spec_name"] == claim["spec_name"]
+            and matches(
+                config_of.get((r["spec_name"], bool(r["quick"]), r["config_id"]), {}), match
+            )
         ]
-        hits = [r for r in hits if int(r.n) > 0]
+        hits = [r for r in hits if int(r["n"]) > 0]
         if not hits:
             rows.append({**base, "quick": None, "config_id": None, "n": 0, "verdict": "not run"})
             continue
-        for hit in hits:
-            row = hit._asdict()
+        for row in hits:
             n = int(row["n"])
             mean = _number(row.get(f"{metric}_mean"))
             se = _number(row.get(f"{metric}_se"))
@@ -111,7 +144,7 @@ def claims_table(
                     "verdict": verdict(n if mean is not None else 0, mean, se, **_c(base)),
                 }
             )
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return Table.from_records(COLUMNS, rows)
 
 
 def _c(base: dict[str, Any]) -> dict[str, Any]:
@@ -149,32 +182,34 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-def render_claims(df: pd.DataFrame, fmt: str = "table") -> str:
+def render_claims(df: Table | pd.DataFrame, fmt: str = "table") -> str:
     """The claims table in ``fmt``: table/markdown show value ± SE per claim; csv/json
     every column."""
     from benchharness.report.text import render
 
     if fmt in ("csv", "json"):
         return render(df, fmt)
-    if df.empty:
+    claims = (df if isinstance(df, Table) else Table.from_frame(df)).records()
+    if not claims:
         return "no claims"
-    shown = pd.DataFrame(
+    shown = [
         {
-            "claim": [_claim_label(r) for r in df.itertuples(index=False)],
-            "metric": df["metric"],
-            "claimed": [_pm(r.claimed, r.claimed_se, r.metric) for r in df.itertuples()],
-            "measured": [_pm(r.mean, r.se, r.metric) for r in df.itertuples()],
-            "n": [int(v) for v in df["n"]],
-            "Δ/SE": ["" if _number(z) is None else f"{z:+.1f}" for z in df["z"]],
-            "verdict": df["verdict"],
+            "claim": _claim_label(r),
+            "metric": r["metric"],
+            "claimed": _pm(r["claimed"], r["claimed_se"], r["metric"]),
+            "measured": _pm(r["mean"], r["se"], r["metric"]),
+            "n": int(r["n"]),
+            "Δ/SE": "" if _number(r["z"]) is None else f"{r['z']:+.1f}",
+            "verdict": r["verdict"],
         }
-    )
-    return render(shown, fmt)
+        for r in claims
+    ]
+    return render(Table.from_records(list(shown[0]), shown), fmt)
 
 
-def _claim_label(row: Any) -> str:
-    label = " ".join(f"{k}={v}" for k, v in row.match.items())
-    return f"{label} (quick)" if row.quick is True else label
+def _claim_label(row: dict[str, Any]) -> str:
+    label = " ".join(f"{k}={v}" for k, v in row["match"].items())
+    return f"{label} (quick)" if row["quick"] is True else label
 
 
 def _pm(mean: Any, se: Any, metric: str) -> str:

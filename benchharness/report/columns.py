@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import pandas as pd
-
 from benchharness.records import METRIC_COLUMNS
 from benchharness.report.objectives import ALIASES, NUMERIC_METRICS
+from benchharness.report.table import Table
 from benchharness.store import BASE_COLUMNS, Store, StoreReader, quote_ident
 
-Source = Store | StoreReader  # anything with .query(sql, params) -> DataFrame
+Source = Store | StoreReader  # anything with .fetch(sql, params) and .query(sql, params)
 
 NUMBER_TYPES = "('UBIGINT', 'BIGINT', 'DOUBLE')"
 # JSON path of the top-level key in SQL column `key` (keys may contain dots)
@@ -30,7 +29,8 @@ def filter_sql(specs: list[str], include_quick: bool) -> tuple[str, list[Any]]:
 
 
 def numeric_extras(store: Source, where: str, params: list[Any]) -> list[str]:
-    df = store.query(
+    found = Table.fetch(
+        store,
         f"""WITH entries AS (
                 SELECT key, json_type(extra, {PATH_OF_KEY}) AS type
                 FROM (SELECT extra, unnest(json_keys(extra)) AS key
@@ -44,7 +44,7 @@ def numeric_extras(store: Source, where: str, params: list[Any]) -> list[str]:
             ORDER BY key""",
         params,
     )
-    return [k for k in df["key"] if k not in METRIC_COLUMNS]
+    return [k for k in found.column("key") if k not in METRIC_COLUMNS]
 
 
 def metric_expr(metric: str, extras: Sequence[str]) -> str:
@@ -66,16 +66,16 @@ def measured_metrics(
     if only is not None:
         candidates = [m for m in candidates if m in only]
     counts = ", ".join(f"count({metric_expr(m, extras)}) AS {quote_ident(m)}" for m in candidates)
-    row = store.query(
+    _, rows = store.fetch(
         f"SELECT {counts} FROM runs WHERE {where} AND status = 'completed'", params
-    ).iloc[0]
-    return [m for m in candidates if int(row[m]) > 0]
+    )
+    return [m for m, count in zip(candidates, rows[0], strict=True) if int(count) > 0]
 
 
 def axes_of(store: Source, where: str, params: list[Any]) -> list[tuple[str, str | None]]:
     """(axis path, its column in `runs` or None) for every axis of the selected runs, in
     the order the columns were added."""
-    df = store.query(
+    _, rows = store.fetch(
         f"""WITH keys AS (
                 SELECT DISTINCT unnest(json_keys(axes)) AS key FROM runs WHERE {where}
             )
@@ -86,9 +86,7 @@ def axes_of(store: Source, where: str, params: list[Any]) -> list[tuple[str, str
             ORDER BY c.ordinal_position NULLS LAST, keys.key""",
         [*params, sorted(BASE_COLUMNS)],
     )
-    return [
-        (k, None if pd.isna(c) else c) for k, c in zip(df["key"], df["column_name"], strict=True)
-    ]
+    return [(key, column) for key, column in rows]
 
 
 def runs_and_claim_metrics(
@@ -96,7 +94,7 @@ def runs_and_claim_metrics(
 ) -> tuple[int, dict[str, list[str]]]:
     """The number of selected runs, and canonical metric -> the names claims use for it,
     for claims of the selected specs (one query)."""
-    df = store.query(
+    _, rows = store.fetch(
         f"""SELECT (SELECT count(*) FROM runs WHERE {where}) AS n,
                    (SELECT list(DISTINCT metric ORDER BY metric) FROM claims
                     WHERE spec_name IN (SELECT DISTINCT spec_name FROM runs WHERE {where})
@@ -104,10 +102,10 @@ def runs_and_claim_metrics(
         params * 2,
     )
     by_metric: dict[str, list[str]] = {}
-    names = df["metrics"].iloc[0]
-    for name in [] if names is None or names is pd.NA else list(names):
+    count, names = rows[0]
+    for name in names or []:
         by_metric.setdefault(ALIASES.get(name, name), []).append(name)
-    return int(df["n"].iloc[0]), by_metric
+    return int(count), by_metric
 
 
 def json_key(key: str) -> str:

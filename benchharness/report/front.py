@@ -7,7 +7,11 @@ every objective and strictly better on one; the front is the non-dominated ones.
   (x, y); a is non-dominated iff y_a is the largest y among the points with x = x_a and
   strictly larger than every y among the points with a larger x. One GROUP BY (best y per
   x) and one running-max window over x descending give both (:func:`front_sql`).
-* Three or more: a sort-filter skyline in numpy (:func:`pareto_mask`): after a
+* One or three: in plain Python (:func:`non_dominated`), so that a text report imports
+  no numpy. Three objectives are Kung's sweep, O(n log n): points in order of x
+  descending, each checked against the staircase of the (y, z) the points of larger x
+  reach (a bisection), points of equal x against each other in two dimensions.
+* Four or more: a sort-filter skyline in numpy (:func:`pareto_mask`): after a
   lexicographic sort (best first) a point can only be dominated by an earlier one, and
   only front points need checking (dominance is transitive); blocks of points are first
   compared with the front found so far in one vectorised step.
@@ -15,13 +19,19 @@ every objective and strictly better on one; the front is the non-dominated ones.
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Sequence
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from benchharness.report.objectives import Objective
 from benchharness.store import quote_ident
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from benchharness.report.table import Table
 
 GROUP = ("spec_name", "quick")
 _BLOCK = 512  # points compared at once with the front found so far
@@ -66,10 +76,126 @@ def _oriented(alias: str, objective: Objective) -> str:
     return column if objective.maximize else f"-{column}"
 
 
+def non_dominated(points: Sequence[Sequence[float]]) -> list[bool]:
+    """Whether each point (larger is better in every coordinate) is on the front: no
+    other point is at least as good in every coordinate and better in one. Points with a
+    non-finite (or NaN) coordinate are never on the front and dominate nothing."""
+    flags = [False] * len(points)
+    finite = [i for i, p in enumerate(points) if all(math.isfinite(v) for v in p)]
+    if not finite:
+        return flags
+    k = len(points[finite[0]])
+    if k >= 4:
+        import numpy as np
+
+        kept = pareto_mask(np.array([points[i] for i in finite], dtype=float).reshape(-1, k))
+        on_front = [bool(v) for v in kept]
+    elif k == 3:
+        on_front = _front_3d([points[i] for i in finite])
+    elif k == 2:
+        on_front = _front_2d([(points[i][0], points[i][1]) for i in finite])
+    else:
+        best = max(points[i][0] for i in finite)
+        on_front = [points[i][0] == best for i in finite]
+    for i, flag in zip(finite, on_front, strict=True):
+        flags[i] = flag
+    return flags
+
+
+def _front_2d(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """Two coordinates: in order of x descending, a point is beaten by a larger y among
+    points of larger x, or by a larger y at its own x."""
+    order = sorted(range(len(points)), key=lambda i: -points[i][0])
+    flags = [False] * len(points)
+    best_before = -math.inf  # the largest y of the points with a larger x
+    start = 0
+    while start < len(order):
+        end = start
+        x = points[order[start]][0]
+        while end < len(order) and points[order[end]][0] == x:
+            end += 1
+        same_x = order[start:end]
+        best_here = max(points[i][1] for i in same_x)
+        for i in same_x:
+            y = points[i][1]
+            flags[i] = y == best_here and y > best_before
+        best_before = max(best_before, best_here)
+        start = end
+    return flags
+
+
+def _front_3d(points: Sequence[Sequence[float]]) -> list[bool]:
+    """Kung's sweep for three coordinates (see the module docstring)."""
+    order = sorted(range(len(points)), key=lambda i: -points[i][0])
+    flags = [False] * len(points)
+    # the staircase: (y, z) reached by points of larger x, y ascending and z descending,
+    # none weakly below another; z kept negated so that both lists are ascending
+    ys: list[float] = []
+    neg_zs: list[float] = []
+
+    def reached(y: float, z: float) -> bool:  # some staircase point has y' ≥ y and z' ≥ z
+        i = bisect.bisect_left(ys, y)
+        return i < len(ys) and -neg_zs[i] >= z
+
+    start = 0
+    while start < len(order):
+        end = start
+        x = points[order[start]][0]
+        while end < len(order) and points[order[end]][0] == x:
+            end += 1
+        same_x = order[start:end]
+        if len(same_x) == 1:
+            inner = [True]
+        else:
+            inner = _front_2d([(points[i][1], points[i][2]) for i in same_x])
+        for i, on_front in zip(same_x, inner, strict=True):
+            flags[i] = on_front and not reached(points[i][1], points[i][2])
+        for i in same_x:
+            y, z = points[i][1], points[i][2]
+            if reached(y, z):
+                continue
+            high = bisect.bisect_right(ys, y)  # ys[:high] <= y
+            low = bisect.bisect_left(neg_zs, -z, 0, high)  # and of those, z' <= z
+            ys[low:high] = [y]
+            neg_zs[low:high] = [-z]
+        start = end
+    return flags
+
+
+def front_flags(table: Table, chosen: Sequence[Objective]) -> list[bool]:
+    """``on_front`` of every row of a summary table, per (spec_name, quick) group (rows
+    with n = 0 are never on the front)."""
+    means = [table.column(o.metric + "_mean") for o in chosen]
+    signs = [1.0 if o.maximize else -1.0 for o in chosen]
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for i, key in enumerate(zip(*(table.column(g) for g in GROUP), strict=True)):
+        groups.setdefault(key, []).append(i)
+    counts = table.column("n")
+    flags = [False] * len(table)
+    for members in groups.values():
+        points = [
+            [math.nan] * len(chosen)
+            if counts[i] == 0
+            else [_oriented_value(m[i], s) for m, s in zip(means, signs, strict=True)]
+            for i in members
+        ]
+        for i, flag in zip(members, non_dominated(points), strict=True):
+            flags[i] = flag
+    return flags
+
+
+def _oriented_value(value: object, sign: float) -> float:
+    if value is None:  # a Table holds missing values as None (NaN stays non-finite)
+        return math.nan
+    return float(value) * sign  # type: ignore[arg-type]
+
+
 def pareto_mask(values: np.ndarray) -> np.ndarray:
     """Boolean mask of the non-dominated rows of ``values`` (n × k, larger is better in
     every column; rows with a non-finite value are never on the front and dominate
     nothing)."""
+    import numpy as np
+
     values = np.asarray(values, dtype=float)
     n = len(values)
     mask = np.zeros(n, dtype=bool)
@@ -101,6 +227,8 @@ def pareto_mask(values: np.ndarray) -> np.ndarray:
 
 def oriented_values(df: pd.DataFrame, chosen: Sequence[Objective]) -> np.ndarray:
     """The objective means of a summary as an n × k array, larger is better."""
+    import numpy as np
+
     columns = [
         df[o.metric + "_mean"].to_numpy(dtype=float) * (1.0 if o.maximize else -1.0) for o in chosen
     ]
@@ -108,11 +236,11 @@ def oriented_values(df: pd.DataFrame, chosen: Sequence[Objective]) -> np.ndarray
 
 
 def mark_front(df: pd.DataFrame, chosen: Sequence[Objective]) -> pd.Series:
-    """``on_front`` of every row of a summary, per (spec_name, quick) group, computed
-    with :func:`pareto_mask` (rows with n = 0 are never on the front)."""
-    values = oriented_values(df, chosen)
-    values[(df["n"].to_numpy() == 0)] = np.nan
-    result = np.zeros(len(df), dtype=bool)
-    for _, index in df.groupby(list(GROUP), sort=False).indices.items():
-        result[index] = pareto_mask(values[index])
-    return pd.Series(result, index=df.index, name="on_front")
+    """``on_front`` of every row of a summary DataFrame, per (spec_name, quick) group
+    (:func:`front_flags`; rows with n = 0 are never on the front)."""
+    import pandas as pd
+
+    from benchharness.report.table import Table
+
+    flags = front_flags(Table.from_frame(df), chosen)
+    return pd.Series(flags, index=df.index, name="on_front", dtype=bool)

@@ -21,11 +21,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-# scipy.stats is imported inside the functions that need it: it costs ~0.5 s, and the
-# verdicts of a plain `bench report` do not need it
+# scipy.stats and numpy are imported inside the functions that need them: they cost
+# ~0.5 s and ~0.1 s, and the verdicts of a plain `bench report` need neither
 REPRODUCED_WITHIN = 2.0  # |Δ| ≤ 2 combined standard errors
 VERDICTS = (
     "reproduced",
@@ -96,6 +98,7 @@ def compare_samples(
 ) -> Comparison:
     """Compare the per-seed values ``a`` and ``b`` (``paired``: same seeds, same order).
     Needs at least two values on each side."""
+    import numpy as np
     from scipy import stats
 
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -142,6 +145,8 @@ def compare_samples(
 
 
 def _bootstrap_means(d: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(d), size=(resamples, len(d)))
     return d[picks].mean(axis=1)

@@ -1,17 +1,24 @@
-"""Rendering a summary or any query result: terminal table (rich), CSV, JSON, Markdown."""
+"""Rendering a summary or any query result: terminal table (rich), CSV, JSON, Markdown,
+from plain rows (:class:`~benchharness.report.table.Table`; a DataFrame is turned into
+one), so that the text reports import no pandas."""
 
 from __future__ import annotations
 
+import csv
+import datetime
 import io
 import json
 import math
-from typing import Any
-
-import pandas as pd
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from benchharness.errors import BenchError
 from benchharness.keypaths import short
+from benchharness.report.table import Table
 from benchharness.report.units import Unit, missing, plus_minus, unit_for
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS: tuple[str, ...] = ("table", "csv", "json", "markdown")
 
@@ -20,7 +27,7 @@ TABLE_METRICS = ("test_accuracy", "compression_ratio")
 
 
 def render(
-    df: pd.DataFrame, fmt: str = "table", *, wide: bool = False, width: int | None = None
+    df: Table | pd.DataFrame, fmt: str = "table", *, wide: bool = False, width: int | None = None
 ) -> str:
     """A summary (or any query result) as ``table``, ``csv``, ``json`` or ``markdown``
     (without a final newline: the caller prints it).
@@ -32,8 +39,10 @@ def render(
     """
     if fmt not in FORMATS:
         raise BenchError(f"unknown report format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if not isinstance(df, Table):
+        df = Table.from_frame(df)
     if fmt == "csv":
-        return df.to_csv(index=False).rstrip("\n")
+        return _csv(df)
     if fmt == "json":
         tables = set(df.attrs.get("axes", [])) | {"match", "config"}
         records = [
@@ -41,7 +50,7 @@ def render(
                 str(col): _json_value(_parsed(value) if col in tables else value)
                 for col, value in zip(df.columns, row, strict=True)
             }
-            for row in df.itertuples(index=False, name=None)
+            for row in df.rows
         ]
         return json.dumps(records, indent=2, allow_nan=False, ensure_ascii=False)
     headers, rows, numeric = _display(df, wide=wide)
@@ -76,6 +85,50 @@ def terminal_width() -> int | None:
     return None
 
 
+def _csv(table: Table) -> str:
+    """CSV as pandas' ``to_csv(index=False)`` writes it: missing values empty, other
+    values as ``str`` (floats as ``repr``), quoted only where needed."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.columns)
+    columns = [_csv_cells([row[i] for row in table.rows]) for i in range(len(table.columns))]
+    writer.writerows(zip(*columns, strict=True))
+    return buffer.getvalue().rstrip("\n")
+
+
+def _csv_cells(values: list[Any]) -> list[Any]:
+    """One column's CSV cells: missing ones None; timestamps all at the precision the
+    column needs (pandas' rule: dates only if every time is midnight, else seconds,
+    milliseconds, microseconds or nanoseconds)."""
+    cells = [None if missing(v) else v for v in values]
+    present = [v for v in cells if v is not None]
+    if not present or not all(isinstance(v, datetime.datetime) for v in present):
+        return cells
+    nanos = [getattr(v, "nanosecond", 0) for v in present]
+    if any(nanos):
+        digits = 9
+    elif any(v.microsecond % 1000 for v in present):
+        digits = 6
+    elif any(v.microsecond for v in present):
+        digits = 3
+    elif all(v.time() == datetime.time() for v in present):
+        return [None if v is None else v.strftime("%Y-%m-%d") for v in cells]
+    else:
+        digits = 0
+    out: list[Any] = []
+    for v in cells:
+        if v is None:
+            out.append(None)
+            continue
+        text = v.strftime("%Y-%m-%d %H:%M:%S")
+        if digits:
+            fraction = f"{v.microsecond:06d}{getattr(v, 'nanosecond', 0):03d}"
+            text += "." + fraction[:digits]
+        offset = v.strftime("%z")  # "+0100" for a time zone, written as "+01:00"
+        out.append(text + (f"{offset[:3]}:{offset[3:]}" if offset else ""))
+    return out
+
+
 def _longest(text: str) -> int:
     return max((len(line) for line in text.splitlines()), default=0)
 
@@ -95,15 +148,13 @@ def _rich_table(headers: list[str], rows: list[list[str]], numeric: list[bool]) 
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
 
-def _display(
-    df: pd.DataFrame, *, wide: bool = False
-) -> tuple[list[str], list[list[str]], list[bool]]:
+def _display(df: Table, *, wide: bool = False) -> tuple[list[str], list[list[str]], list[bool]]:
     """Headers, text cells and right-alignment flags for table and markdown."""
     means = [c[: -len("_mean")] for c in df.columns if c.endswith("_mean")]
     metrics = [m for m in means if not m.startswith("claimed_")]
     if not metrics:  # a plain query result
-        cells = [[_plain(v) for v in row] for row in df.itertuples(index=False, name=None)]
-        return [str(c) for c in df.columns], cells, [_is_number(df[c]) for c in df.columns]
+        cells = [[_plain(v) for v in row] for row in df.rows]
+        return [str(c) for c in df.columns], cells, [df.is_number(c) for c in df.columns]
 
     claims = [c[len("claimed_") :] for c in df.columns if c.startswith("claimed_")]
     claimed_only = [m for m in claims if not m.endswith("_se") and m not in metrics]
@@ -121,21 +172,21 @@ def _display(
 
     columns: list[tuple[str, list[str], bool]] = []  # header, cells, right-aligned
     if "on_front" in df:
-        columns.append(("front", ["*" if _true(v) else "" for v in df["on_front"]], False))
+        columns.append(("front", ["*" if _true(v) else "" for v in df.column("on_front")], False))
     if "p_front" in df:
-        columns.append(("P(front)", [f"{float(v):.2f}" for v in df["p_front"]], True))
+        columns.append(("P(front)", [f"{float(v):.2f}" for v in df.column("p_front")], True))
     if "dominance" in df:
-        columns.append(("dominated", [_plain(v) for v in df["dominance"]], False))
-    if "spec_name" in df and df["spec_name"].nunique() > 1:
-        columns.append(("spec", [_plain(v) for v in df["spec_name"]], False))
-    if "quick" in df and any(_true(v) for v in df["quick"]):
-        columns.append(("quick", ["quick" if _true(v) else "" for v in df["quick"]], False))
+        columns.append(("dominated", [_plain(v) for v in df.column("dominance")], False))
+    if "spec_name" in df and len({v for v in df.column("spec_name") if not missing(v)}) > 1:
+        columns.append(("spec", [_plain(v) for v in df.column("spec_name")], False))
+    if "quick" in df and any(_true(v) for v in df.column("quick")):
+        columns.append(("quick", ["quick" if _true(v) else "" for v in df.column("quick")], False))
     for axis in (a for a in axes if a in df.columns):
-        columns.append((axis, [_axis_text(v) for v in df[axis]], _is_number(df[axis])))
+        columns.append((axis, [_axis_text(v) for v in df.column(axis)], df.is_number(axis)))
     if "n" in df:
-        columns.append(("n", [_plain(v) for v in df["n"]], True))
+        columns.append(("n", [_plain(v) for v in df.column("n")], True))
     if "failed" in df:
-        columns.append(("failed", [_plain(v) if v else "" for v in df["failed"]], True))
+        columns.append(("failed", [_plain(v) if v else "" for v in df.column("failed")], True))
     if "realised" in df and "compression_ratio_mean" in df:
         # a compressed model's saving is "realised" when the exported model has it,
         # "simulated" when only the bit model counts it (e.g. masks kept dense)
@@ -143,14 +194,18 @@ def _display(
             ""
             if missing(r) or missing(c) or float(c) == 1.0
             else ("realised" if bool(r) else "simulated")
-            for r, c in zip(df["realised"], df["compression_ratio_mean"], strict=True)
+            for r, c in zip(df.column("realised"), df.column("compression_ratio_mean"), strict=True)
         ]
         if any(cells):
             columns.append(("saving", cells, False))
     for m in metrics + claimed_only:
         measured = df.get(f"{m}_mean")
         claimed = df.get(f"claimed_{m}")
-        if claimed is None and m not in directions and (measured is None or measured.isna().all()):
+        if (
+            claimed is None
+            and m not in directions
+            and (measured is None or all(missing(v) for v in measured))
+        ):
             continue
         if not wide and m not in TABLE_METRICS and m not in directions:
             continue
@@ -159,11 +214,10 @@ def _display(
             and m == "flops_effective"
             and m not in directions
             and measured is not None
-            and measured.equals(df.get("flops_mean"))
+            and _same(measured, df.get("flops_mean"))
         ):
             continue  # nothing compressed: identical to the dense FLOPs column
-        present = [s for s in (measured, claimed) if s is not None]
-        unit = unit_for(m, pd.concat(present))
+        unit = unit_for(m, [*(measured or []), *(claimed or [])])
         if measured is not None:
             cells = _pm_column(measured, df.get(f"{m}_se"), unit)
             columns.append((unit.label + directions.get(m, ""), cells, True))
@@ -195,13 +249,16 @@ def _axis_text(value: Any) -> str:
     return _plain(value)
 
 
-def _pm_column(means: pd.Series, ses: pd.Series | None, unit: Unit) -> list[str]:
+def _pm_column(means: Sequence[Any], ses: Sequence[Any] | None, unit: Unit) -> list[str]:
     ses_list = [None] * len(means) if ses is None else list(ses)
     return [plus_minus(mean, se, unit) for mean, se in zip(means, ses_list, strict=True)]
 
 
-def _is_number(column: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+def _same(a: Sequence[Any], b: Sequence[Any] | None) -> bool:
+    """Equal columns, missing values equal to each other (as ``Series.equals``)."""
+    if b is None or len(a) != len(b):
+        return False
+    return all((missing(x) and missing(y)) or x == y for x, y in zip(a, b, strict=True))
 
 
 def _plain(value: Any) -> str:
@@ -235,7 +292,7 @@ def _json_value(value: Any) -> Any:
             pass
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, pd.Timestamp | pd.Timedelta) or hasattr(value, "isoformat"):
+    if hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, str | int | float | bool):
         return value

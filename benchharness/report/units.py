@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from typing import Any
-
-import pandas as pd
 
 
 def missing(value: Any) -> bool:
-    """None, NaN, NA or NaT."""
+    """None, NaN, pandas' NA or NaT."""
     if value is None:
         return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, str | int):
         return False
+    try:
+        return bool(value != value)  # NaN and NaT are the values unequal to themselves
+    except (TypeError, ValueError):  # pandas' NA has no truth value, arrays have no one
+        return type(value).__name__ == "NAType"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,9 +29,10 @@ class Unit:
     decimals: int | None = None  # None: about four significant digits
 
 
-def unit_for(metric: str, values: pd.Series) -> Unit:
-    peak = values.abs().max(skipna=True) if len(values) else float("nan")
-    peak = 0.0 if pd.isna(peak) else float(peak)
+def unit_for(metric: str, values: Iterable[Any]) -> Unit:
+    """The unit of ``metric``'s column; prefixes (k, M, G, KiB...) from its largest
+    absolute value (missing values ignored)."""
+    peak = max((abs(float(v)) for v in values if not missing(v)), default=0.0)
     pretty = metric.replace("_", " ")
     if metric == "test_accuracy":
         return Unit("accuracy (%)", 100.0, 2)
