@@ -1,13 +1,15 @@
 """Keep freed memory in the process heap, so that large tensors do not page-fault anew.
 
-glibc's ``malloc`` serves blocks above its mmap threshold (32 MiB at most, by default)
-with a fresh ``mmap`` and returns them to the OS on ``free``; it also trims the top of
-the heap once more than twice that is free. A training step allocates activations and
-gradients of that size every step (a fused CompressedNet α = 1 of 5 members:
-128 × 80 × 28 × 28 fp32 = 32 MiB for one activation), so each step page-faults them in
-again: 4 KiB at a time, zero-filled by the kernel. On 2 cores here a 33 MiB
-``torch.zeros`` took 38 ms that way and 3 ms from the heap, and the fused α = 1 step went
-from ≈ 80 ms to ≈ 50 ms.
+glibc's ``malloc`` serves blocks above its mmap threshold (which adapts upwards, to
+32 MiB at most) with a fresh ``mmap`` and returns them to the OS on ``free``; it also
+trims the top of the heap once more than twice that is free. A fused training step
+allocates activations and gradients of that size every step (CompressedNet, 5 members:
+128 × 80 × 28 × 28 fp32 = 31 MiB for one activation at α = 1, 61 MiB at α = 2), so each
+step page-faults them in again: 4 KiB at a time, zero-filled by the kernel. On 2 cores
+here a 33 MiB ``torch.zeros`` took 38 ms that way and 3 ms from the heap; the fused
+α = 2 step went from ≈ 186 to ≈ 130 ms (``benchmarks/grouped_seeds.py``), and the α = 1
+step from ≈ 80 to ≈ 50 ms in a fresh process (no change once glibc's threshold has
+adapted to blocks under 32 MiB, as in that benchmark).
 
 :func:`retain_freed_memory` raises both thresholds (``mallopt``) for the whole process.
 The cost is memory: what was freed stays mapped (the process's RSS stays at its peak
