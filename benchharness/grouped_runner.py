@@ -32,7 +32,7 @@ from torch import Tensor
 from benchharness.grouped import evaluate_members, fuse, fusible_reason, member_run, train_fused
 from benchharness.grouped import probe as _probe
 from benchharness.grouped.fused_net import FusedNet, member_slice, unfuse
-from benchharness.grouped.grouping import group_jobs
+from benchharness.grouped.grouping import MAX_MEMBERS, group_jobs
 from benchharness.jobcontext import Events, Progress
 from benchharness.matrix import Job
 from benchharness.plugins import Registry
@@ -49,8 +49,6 @@ from benchharness.runner import (
 from benchharness.selection import SELECTION_PHASE, BestEpoch
 
 __all__ = ["run_unit", "units"]
-
-MAX_MEMBERS = 8
 
 
 def units(jobs: Sequence[Job], *, group: bool, max_members: int = MAX_MEMBERS) -> list[list[Job]]:

@@ -51,6 +51,7 @@ from benchharness.grouped import (  # noqa: E402
     fuse,
     train_fused,
 )
+from benchharness.grouped.memory import retain_freed_memory  # noqa: E402
 from benchharness.grouped.probe import decide  # noqa: E402
 from benchharness.plugins import get_registry  # noqa: E402
 
@@ -255,7 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--data-dir", default=None, help="holds MNIST/raw (else synthetic)")
     parser.add_argument("--no-probe", action="store_true", help="skip the executor's probe")
+    parser.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="leave glibc's allocator as it is (train_fused sets it for the whole process "
+        "otherwise; set here up front, it serves both sides alike)",
+    )
     args = parser.parse_args(argv)
+    if args.no_malloc_tuning:
+        os.environ["BENCH_MALLOC_TUNING"] = "0"
+    tuned = retain_freed_memory()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     alphas = [float(a) for a in args.alphas.split(",")]
@@ -266,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"grouped seeds: {args.members} CompressedNets, batch {args.batch_size}, SGD lr {LR} "
         f"momentum {MOMENTUM}; torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-        f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at start"
+        f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at start; "
+        f"allocator keeps freed memory: {'yes' if tuned else 'no'} (both sides)"
     )
     print(
         f"speed: median ms per step (all members) of {args.repeats} interleaved rounds of "

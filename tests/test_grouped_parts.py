@@ -22,7 +22,7 @@ from benchharness.grouped import (
     train_fused,
     unfuse,
 )
-from benchharness.grouped.grouping import group_jobs, group_key, training_key
+from benchharness.grouped.grouping import MAX_MEMBERS, group_jobs, group_key, training_key
 from benchharness.grouped.probe import clear_decisions, decide
 from benchharness.matrix import load_jobs
 from benchharness.plugins import get_registry
@@ -240,3 +240,13 @@ def test_jobs_sharing_a_training_or_another_optimizer_train_alone(study_jobs):
     assert group_key(adam) is None
     assert group_jobs([job, adam, lr], max_members=8) == [[job, lr], [adam]]
     assert group_jobs([job, lr], max_members=1) == [[job], [lr]]
+
+
+def test_the_executor_splits_larger_candidate_sets_into_groups_of_five(study_jobs):
+    from benchharness.grouped_runner import units
+
+    # the study's candidate sets hold 15 jobs (one width, 3 ratios × 5 seeds) and 5
+    assert MAX_MEMBERS == 5
+    assert [len(g) for g in units(study_jobs, group=True)] == [5] * 10
+    assert [len(g) for g in group_jobs(study_jobs, max_members=100)] == [15, 15, 15, 5]
+    assert all(len(u) == 1 for u in units(study_jobs, group=False))

@@ -90,12 +90,10 @@ class FusedNet(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:
-        m, b = x.shape[0], x.shape[1]
+        m = x.shape[0]
         conv_phase = self.order[0].kind == "conv"
         if conv_phase:
-            x = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:])
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = _to_conv_layout(x, self.channels_last)
         for step in self.order:
             key = (step.name or "flatten").replace(".", "_")
             if step.kind == "conv":
@@ -107,13 +105,31 @@ class FusedNet(nn.Module):
                 x = torch.baddbmm(bias, x, w) if bias is not None else torch.bmm(x, w)
             elif step.kind == "flatten":
                 if conv_phase:
-                    x = x.reshape(b, m, -1).transpose(0, 1)
+                    x = _to_linear_layout(x, m)
                     conv_phase = False
                 else:
                     x = x.flatten(2)
             else:
                 x = self.shared[key](x)
         return x
+
+
+def _to_conv_layout(x: Tensor, channels_last: bool) -> Tensor:
+    """``(M, B, C, H, W)`` as ``(B, M·C, H, W)``, in one copy (channels-last: memory
+    ``(B, H, W, M, C)``, so no second copy converts it)."""
+    m, b, c, h, w = x.shape
+    if not channels_last:
+        return x.transpose(0, 1).reshape(b, m * c, h, w)
+    nhwc = x.permute(1, 3, 4, 0, 2).contiguous().view(b, h, w, m * c)
+    return nhwc.permute(0, 3, 1, 2)
+
+
+def _to_linear_layout(x: Tensor, m: int) -> Tensor:
+    """``(B, M·C, H, W)`` as ``(M, B, C·H·W)``, each member's features in
+    ``torch.flatten``'s order: a view of a contiguous input, one copy (contiguous) of a
+    channels-last one."""
+    b, mc, h, w = x.shape
+    return x.view(b, m, mc // m, h, w).permute(1, 0, 2, 3, 4).reshape(m, b, -1)
 
 
 def _stack(tensors: list[Tensor], how: str) -> Tensor:

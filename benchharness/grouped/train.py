@@ -13,6 +13,7 @@ from torch import Tensor
 from benchharness.api import Evaluation
 from benchharness.errors import BenchError
 from benchharness.grouped.fused_net import FusedNet, member_slice
+from benchharness.grouped.memory import retain_freed_memory
 from benchharness.grouped.optimizer import FusedSGD
 from benchharness.grouped.precision import autocast, backward_and_step, grad_scaler
 from benchharness.metrics import eval_rows
@@ -82,8 +83,10 @@ def train_fused(
     one-line reason (as :class:`~benchharness.errors.Diverged` would say it) once its
     epoch loss is not finite; from then on that member is frozen at zeros and its loss
     list stops, and the others train on unaffected. Batches are gathered on the
-    training tensors' device and moved to the fused model's device.
+    training tensors' device and moved to the fused model's device. Sets the process's
+    allocator to keep freed memory (:func:`~benchharness.grouped.memory.retain_freed_memory`).
     """
+    retain_freed_memory()
     m = fused.members
     if len(members) != m:
         raise BenchError(f"grouped: {len(members)} member runs for {m} fused members")
