@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from benchharness import datacache, preflight
+from benchharness.allocator import retain_freed_memory
 from benchharness.errors import BenchError
 from benchharness.grouped_runner import run_unit, units
 from benchharness.interrupts import deferred_interrupts
@@ -205,6 +206,7 @@ def _execute_inline(
     registry: Registry,
 ) -> None:
     torch.set_num_threads(threads)
+    retain_freed_memory()  # see benchharness.allocator: steps stop page-faulting
     for unit in work:
         if study.stopping():
             return

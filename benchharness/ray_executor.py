@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from benchharness import datacache, preflight
+from benchharness.allocator import retain_freed_memory
 from benchharness.errors import BenchError
 from benchharness.executor import Save, _Study
 from benchharness.matrix import Job
@@ -192,6 +193,7 @@ def _run_on_worker(
     if os.environ.get(TEST_EXIT_VARIABLE) == job.id:  # the tests' way to kill a worker
         os._exit(3)
     torch.set_num_threads(threads)
+    retain_freed_memory()  # see benchharness.allocator: steps stop page-faulting
     datacache.remember_dataset(job.config, data)
     cuda = use_gpu and torch.cuda.is_available()
     device = torch.device("cuda", 0) if cuda else torch.device("cpu")

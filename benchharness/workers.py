@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from benchharness import datacache
+from benchharness.allocator import retain_freed_memory
 from benchharness.grouped_runner import run_unit
 from benchharness.matrix import Job
 from benchharness.plugins import get_registry
@@ -242,6 +243,7 @@ def _worker_main(
         signal.signal(signum, signal.SIG_IGN)
     _exit_with_parent()
     torch.set_num_threads(threads)
+    retain_freed_memory()  # see benchharness.allocator: steps stop page-faulting
     registry = get_registry()
     datacache.prepare(datasets, registry, data_dir)
     # FLOP counting imports torch._dynamo on first use (seconds): import it before the

@@ -43,6 +43,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchharness.allocator import retain_freed_memory  # noqa: E402
 from benchharness.api import Data  # noqa: E402
 from benchharness.grouped import (  # noqa: E402
     MemberRun,
@@ -51,7 +52,6 @@ from benchharness.grouped import (  # noqa: E402
     fuse,
     train_fused,
 )
-from benchharness.grouped.memory import retain_freed_memory  # noqa: E402
 from benchharness.grouped.probe import decide  # noqa: E402
 from benchharness.plugins import get_registry  # noqa: E402
 

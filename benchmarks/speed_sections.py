@@ -282,6 +282,20 @@ def projection(scale: Scale, data_dir: Path) -> list[Row]:
     ]  # fmt: skip
 
 
+# --- the workers' allocator setting against glibc's defaults -----------------------------
+
+
+def allocator(scale: Scale, data_dir: Path) -> list[Row]:
+    from benchmarks.allocator_effect import measure_allocator
+
+    return [
+        Row("allocator", f"training step alone, α={r['alpha']:g}, worker setting vs glibc "
+            "defaults", fmt_seconds(r["seconds"]), fmt_seconds(r["plain_seconds"]),
+            r["plain_seconds"] / r["seconds"], "", "fresh processes, batch 128, fp32")
+        for r in measure_allocator([0.5, 1.0, 2.0], scale.repeats, steps=10 * scale.steps)
+    ]  # fmt: skip
+
+
 # --- peak memory of a quick study run ------------------------------------------------------
 
 
@@ -359,6 +373,7 @@ def memory(scale: Scale, data_dir: Path) -> list[Row]:
 
 SECTIONS = {
     "overhead": overhead,
+    "allocator": allocator,
     "grouped": grouped,
     "precision": precision,
     "report": reports,

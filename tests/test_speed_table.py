@@ -4,6 +4,7 @@ arithmetic against a hand count, and fail-soft sections. No timing assertions.""
 from __future__ import annotations
 
 import math
+import platform
 import re
 import statistics
 import sys
@@ -222,3 +223,13 @@ def test_per_image_dct_baseline_computes_what_the_transform_does(selection):
     ours = per_image_dct(x, k, selection)
     np.testing.assert_allclose(ours, scipy_dct_reference(x, k, selection), atol=1e-12)
     np.testing.assert_allclose(ours, transform.apply(data).train_x.double().numpy(), atol=1e-4)
+
+
+def test_allocator_benchmark_times_each_setting_in_its_own_process():
+    """Each side's subprocess has the setting asked for, or the benchmark says so."""
+    from benchmarks.allocator_effect import step_seconds
+
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        pytest.skip("the setting is glibc's")
+    for tuned in (True, False):
+        assert step_seconds(0.5, tuned, warm=1, steps=1) > 0

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchharness.allocator import retain_freed_memory
 from benchharness.grouped.chain import chain_of, fusible_reason
 from benchharness.grouped.fused_net import fuse
-from benchharness.grouped.memory import retain_freed_memory
 from benchharness.grouped.optimizer import FusedSGD
 from benchharness.grouped.precision import autocast
 

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from benchharness.allocator import retain_freed_memory
 from benchharness.api import Evaluation
 from benchharness.errors import BenchError
 from benchharness.grouped.fused_net import FusedNet, member_slice
-from benchharness.grouped.memory import retain_freed_memory
 from benchharness.grouped.optimizer import FusedSGD
 from benchharness.grouped.precision import autocast, backward_and_step, grad_scaler
 from benchharness.metrics import eval_rows
@@ -84,7 +84,7 @@ def train_fused(
     epoch loss is not finite; from then on that member is frozen at zeros and its loss
     list stops, and the others train on unaffected. Batches are gathered on the
     training tensors' device and moved to the fused model's device. Sets the process's
-    allocator to keep freed memory (:func:`~benchharness.grouped.memory.retain_freed_memory`).
+    allocator to keep freed memory (:func:`~benchharness.allocator.retain_freed_memory`).
     """
     retain_freed_memory()
     m = fused.members

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 _SCRIPT = """
 import resource
 import numpy as np
-from benchharness.grouped.memory import retain_freed_memory
+from benchharness.allocator import retain_freed_memory
 on = retain_freed_memory()
 assert retain_freed_memory() == on  # once: the second call only reports
 faults = []
