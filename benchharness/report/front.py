@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from benchharness.report.objectives import Objective
@@ -105,28 +105,32 @@ def non_dominated(points: Sequence[Sequence[float]]) -> list[bool]:
 def _front_2d(points: Sequence[tuple[float, float]]) -> list[bool]:
     """Two coordinates: in order of x descending, a point is beaten by a larger y among
     points of larger x, or by a larger y at its own x."""
-    order = sorted(range(len(points)), key=lambda i: -points[i][0])
     flags = [False] * len(points)
     best_before = -math.inf  # the largest y of the points with a larger x
+    for same_x in _by_x_descending(points):
+        best_here = max(points[i][1] for i in same_x)
+        for i in same_x:
+            y = points[i][1]
+            flags[i] = y == best_here and y > best_before
+        best_before = max(best_before, best_here)
+    return flags
+
+
+def _by_x_descending(points: Sequence[Sequence[float]]) -> Iterator[list[int]]:
+    """The indices of ``points`` in runs of equal first coordinate, largest first."""
+    order = sorted(range(len(points)), key=lambda i: -points[i][0])
     start = 0
     while start < len(order):
         end = start
         x = points[order[start]][0]
         while end < len(order) and points[order[end]][0] == x:
             end += 1
-        same_x = order[start:end]
-        best_here = max(points[i][1] for i in same_x)
-        for i in same_x:
-            y = points[i][1]
-            flags[i] = y == best_here and y > best_before
-        best_before = max(best_before, best_here)
+        yield order[start:end]
         start = end
-    return flags
 
 
 def _front_3d(points: Sequence[Sequence[float]]) -> list[bool]:
     """Kung's sweep for three coordinates (see the module docstring)."""
-    order = sorted(range(len(points)), key=lambda i: -points[i][0])
     flags = [False] * len(points)
     # the staircase: (y, z) reached by points of larger x, y ascending and z descending,
     # none weakly below another; z kept negated so that both lists are ascending
@@ -137,13 +141,7 @@ def _front_3d(points: Sequence[Sequence[float]]) -> list[bool]:
         i = bisect.bisect_left(ys, y)
         return i < len(ys) and -neg_zs[i] >= z
 
-    start = 0
-    while start < len(order):
-        end = start
-        x = points[order[start]][0]
-        while end < len(order) and points[order[end]][0] == x:
-            end += 1
-        same_x = order[start:end]
+    for same_x in _by_x_descending(points):
         if len(same_x) == 1:
             inner = [True]
         else:
@@ -158,7 +156,6 @@ def _front_3d(points: Sequence[Sequence[float]]) -> list[bool]:
             low = bisect.bisect_left(neg_zs, -z, 0, high)  # and of those, z' <= z
             ys[low:high] = [y]
             neg_zs[low:high] = [-z]
-        start = end
     return flags
 
 
