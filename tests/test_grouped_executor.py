@@ -75,6 +75,15 @@ def run(spec: Path, db: Path, *options: str) -> object:
     return bench("run", spec, "--db", db, "--devices", "cpu", *options)
 
 
+def run_grouped_and_alone(spec: Path, tmp_path: Path, exit_code: int = 0) -> tuple[Path, Path]:
+    """``spec`` run grouped and with ``--no-group``, into two databases (grouped, alone);
+    both runs must exit with ``exit_code``."""
+    grouped, alone = tmp_path / "grouped.duckdb", tmp_path / "alone.duckdb"
+    assert run(spec, grouped).exit_code == exit_code
+    assert run(spec, alone, "--no-group").exit_code == exit_code
+    return grouped, alone
+
+
 @pytest.fixture
 def fuse_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The probe says fuse, whatever it would measure; the sizes of the groups it saw."""
@@ -152,9 +161,7 @@ def test_best_validation_epoch_is_selected_per_member(tmp_path, fuse_always):
         extra='[data]\nvalidation = 0.3\nselect = "best_val"',
         matrix="seeds = [0, 1, 2]",
     )
-    grouped, alone = tmp_path / "grouped.duckdb", tmp_path / "alone.duckdb"
-    assert run(spec, grouped).exit_code == 0
-    assert run(spec, alone, "--no-group").exit_code == 0
+    grouped, alone = run_grouped_and_alone(spec, tmp_path)
     assert fuse_always == [3]
     assert_same_results(grouped, alone, "select")
     selected = {row["selected_epoch"] for row in rows(grouped, "select").values()}
@@ -170,9 +177,7 @@ def test_a_diverging_member_fails_alone_and_the_others_complete(tmp_path, fuse_a
         epochs="1",
         matrix='"optimizer.lr" = [0.05, 1000.0, 0.1]',
     )
-    grouped, alone = tmp_path / "grouped.duckdb", tmp_path / "alone.duckdb"
-    assert run(spec, grouped).exit_code == 1
-    assert run(spec, alone, "--no-group").exit_code == 1
+    grouped, alone = run_grouped_and_alone(spec, tmp_path, exit_code=1)
     assert fuse_always == [3]
     assert_same_results(grouped, alone, "diverge")
     by_lr = {r["optimizer.lr"]: r for r in rows(grouped, "diverge").values()}
@@ -231,9 +236,7 @@ def test_a_failing_fused_training_falls_back_to_each_job_alone(tmp_path, fuse_al
 
     monkeypatch.setattr(grouped_runner, "train_fused", broken)
     spec = write(tmp_path, "fallback", matrix="seeds = [0, 1]")
-    grouped, alone = tmp_path / "grouped.duckdb", tmp_path / "alone.duckdb"
-    assert run(spec, grouped).exit_code == 0
-    assert run(spec, alone, "--no-group").exit_code == 0
+    grouped, alone = run_grouped_and_alone(spec, tmp_path)
     assert_same_results(grouped, alone, "fallback", exact=True)
     for row in rows(grouped, "fallback").values():
         assert row["extra"]["train_group_error"] == "RuntimeError: out of memory"
@@ -353,9 +356,7 @@ def test_bf16_members_train_fused_in_bf16(tmp_path, fuse_always):
     spec = write(
         tmp_path, "bf16", extra='[compute]\nprecision = "bf16"', matrix="seeds = [0, 1, 2]"
     )
-    grouped, alone = tmp_path / "grouped.duckdb", tmp_path / "alone.duckdb"
-    assert run(spec, grouped).exit_code == 0
-    assert run(spec, alone, "--no-group").exit_code == 0
+    grouped, alone = run_grouped_and_alone(spec, tmp_path)
     assert fuse_always == [3]
     a, b = rows(grouped, "bf16"), rows(alone, "bf16")
     assert sorted(a) == sorted(b)
