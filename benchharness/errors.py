@@ -17,5 +17,13 @@ class BenchError(Exception):
             self.exit_code = exit_code
 
 
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an exception's message, stripped (its type's name if
+    it has none): for one-line reports of errors raised by libraries (DuckDB's and
+    torch's run over several lines)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 class Diverged(RuntimeError):
     """Raised by training code when the loss stops being finite; the job is stored as failed."""

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from benchharness import datacache
-from benchharness.errors import BenchError
+from benchharness.errors import BenchError, first_line
 from benchharness.keypaths import short
 from benchharness.plugins import Registry
 
@@ -102,12 +102,12 @@ def _model_problem(
         except (Exception, KeyboardInterrupt) as error:
             if not _builds(plugin, _larger(shape), data.num_classes):
                 return None
-            return f"{where} cannot take inputs of shape {shape}: {_first_line(error)}"
+            return f"{where} cannot take inputs of shape {shape}: {first_line(error)}"
         try:
             model.eval()
             out = model(data.train_x[:1])
         except Exception as error:
-            return f"{where} cannot take inputs of shape {shape}: {_first_line(error)}"
+            return f"{where} cannot take inputs of shape {shape}: {first_line(error)}"
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, data.num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         return (
@@ -134,8 +134,3 @@ def _builds(plugin: Any, shape: tuple[int, ...], num_classes: int) -> bool:
 
 def _key(*parts: Any) -> str:
     return json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__

@@ -28,7 +28,7 @@ import torch
 
 from benchharness import datacache, preflight
 from benchharness.allocator import retain_freed_memory
-from benchharness.errors import BenchError
+from benchharness.errors import BenchError, first_line
 from benchharness.executor import Save, _Study
 from benchharness.matrix import Job
 from benchharness.plugins import Registry, get_registry
@@ -86,7 +86,7 @@ def execute_ray(
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
             where = f"--address {address}" if address else "--executor ray"
-            raise BenchError(f"{where}: cannot start or reach Ray ({_one_line(error)})") from None
+            raise BenchError(f"{where}: cannot start or reach Ray ({first_line(error)})") from None
         started_here = address is None
     running: dict[Any, tuple[Job, float, datetime]] = {}
     try:
@@ -169,13 +169,8 @@ def _result(ray: Any, ref: Any, job: Job, started_at: datetime) -> RunRecord:
         return ray.get(ref)
     except ray.exceptions.RayError as error:
         return _failed(
-            job, started_at, f"ray task failed ({type(error).__name__}): {_one_line(error)}"
+            job, started_at, f"ray task failed ({type(error).__name__}): {first_line(error)}"
         )
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return next((s for s in text.splitlines() if s.strip()), type(error).__name__)
 
 
 def _failed(job: Job, started_at: datetime, error: str) -> RunRecord:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from benchharness.errors import BenchError
+from benchharness.errors import BenchError, first_line
 from benchharness.journal import Journal
 
 # What DuckDB says when a file's bytes are wrong, as opposed to busy, missing permissions
@@ -52,16 +52,16 @@ def probe(path: Path) -> str | None:
     except duckdb.IOException as error:
         if "lock" in str(error).lower():
             return None
-        return _one_line(error)
+        return first_line(error)
     except duckdb.Error as error:
-        return _one_line(error)
+        return first_line(error)
     try:
         tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
         for table in tables:
             name = '"' + table.replace('"', '""') + '"'
             con.execute(f"SELECT * FROM {name}").fetchall()
     except duckdb.Error as error:
-        return _one_line(error)
+        return first_line(error)
     finally:
         con.close()
     return None
@@ -114,8 +114,3 @@ def describe(
             f"; results stored before the journal started ({header.created_at}) are only in {aside}"
         )
     return text
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from benchharness.errors import BenchError
+from benchharness.errors import BenchError, first_line
 
 __all__ = ["ALLOWED_STATEMENTS", "SANDBOX_SETTINGS", "run_sandboxed"]
 
@@ -57,7 +57,7 @@ def run_sandboxed(
         _lock_down(con)
         statements = con.extract_statements(sql)
     except duckdb.Error as error:
-        raise BenchError(f"SQL error: {_one_line(error)}") from None
+        raise BenchError(f"SQL error: {first_line(error)}") from None
     if len(statements) != 1:
         raise BenchError(
             f"SQL error: --sql takes exactly one statement, got {len(statements)}"
@@ -75,7 +75,7 @@ def run_sandboxed(
             return pd.DataFrame()
         return result.df()
     except duckdb.Error as error:
-        raise BenchError(f"SQL error: {_one_line(error)}") from None
+        raise BenchError(f"SQL error: {first_line(error)}") from None
 
 
 def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
@@ -94,8 +94,3 @@ def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
         return
     for name, value in SANDBOX_SETTINGS:
         con.execute(f"SET {name} = {value}")
-
-
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__

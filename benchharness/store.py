@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import duckdb
 
 from benchharness import recovery
-from benchharness.errors import BenchError
+from benchharness.errors import BenchError, first_line
 from benchharness.journal import Journal, journal_path
 from benchharness.migrations import migrate, pending_migrations
 from benchharness.records import RunRecord
+from benchharness.store_reader import Described, StoreReader
 from benchharness.store_rows import (
     BASE_COLUMNS,
     ApplyOutcome,
@@ -53,10 +54,6 @@ new record is a failure of the same job; or journaled it only, because another p
 holds the database (it is written by the next save or command that gets the lock)."""
 
 Notice = Callable[[str], None]
-
-Described = tuple[list[tuple[str, str]], list[tuple[Any, ...]]]
-"""A query result without pandas: (column name, SQL type name) per column, and the rows
-as tuples of Python values (None for NULL)."""
 
 
 class DatabaseLocked(BenchError):
@@ -349,42 +346,12 @@ class Store:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.Error as error:
-                text = _one_line(error)
+                text = first_line(error)
                 if not isinstance(error, duckdb.IOException) or "lock" not in text.lower():
                     raise recovery.Unreadable(text) from None
                 if time.monotonic() >= deadline:
                     raise DatabaseLocked(_locked_message(self.path, wait)) from None
                 time.sleep(0.05)
-
-
-class StoreReader:
-    """Internal (report) queries on one read-only connection of :meth:`Store.reader`;
-    unlike :meth:`Store.query` not sandboxed, so only for SQL the harness writes."""
-
-    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection):
-        self.path = path
-        self._con = con
-
-    def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-        """Run one query; any DuckDB error is a BenchError."""
-        try:
-            return self._con.execute(sql, params or []).df()
-        except duckdb.Error as error:
-            raise BenchError(f"SQL error: {_one_line(error)}") from None
-
-    def reader(self) -> contextlib.AbstractContextManager[StoreReader]:
-        """This reader: code written for a Store (``with store.reader()``) runs on it."""
-        return contextlib.nullcontext(self)
-
-    def fetch(self, sql: str, params: list[Any] | None = None) -> Described:
-        """Run one query; its columns and rows as Python values (no pandas). Any DuckDB
-        error is a BenchError."""
-        try:
-            result = self._con.execute(sql, params or [])
-            described = [(str(d[0]), str(d[1])) for d in result.description or []]
-            return described, result.fetchall()
-        except duckdb.Error as error:
-            raise BenchError(f"SQL error: {_one_line(error)}") from None
 
 
 def test_pause(point: str, *, sleep: bool = True) -> None:
@@ -408,8 +375,3 @@ def _locked_message(path: Path, waited: float) -> str:
 
 def _to_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
