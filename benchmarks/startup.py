@@ -1,13 +1,14 @@
 """Start-up time of the `bench` commands that run no job, against plain Python and
 ``import torch`` measured in the same run, and whether each imported torch or pandas.
 
-    .venv/bin/python benchmarks/startup.py [--repeats 5]
+    .venv/bin/python benchmarks/startup.py [--repeats 5] [--only "bench plugins" ...]
 
 Each command runs ``repeats`` times as a fresh process (the installed ``bench`` script;
 ``python -m benchharness`` when there is none) after one untimed warm-up run, and the
 median wall time is printed with its ratio to ``python -c pass`` and to ``python -c
-"import torch"``. ``bench report`` reads a small database of 40 runs (and two claims)
-built once in a temporary directory. Python writes and reuses bytecode caches
+"import torch"``; ``--only`` (repeatable) times just the `bench` commands so labelled,
+besides the two baselines. ``bench report`` reads a small database of 40 runs (and two
+claims) built once in a temporary directory. Python writes and reuses bytecode caches
 (``__pycache__``) as it does for any user: ``PYTHONDONTWRITEBYTECODE`` is cleared for
 the timed processes, since compiling every module from source on each start would be
 timed otherwise (it costs ~0.1 s here). Whether a command imported torch (or pandas,
@@ -165,9 +166,15 @@ def measure_startup(repeats: int = 5, only: Iterable[str] | None = None) -> list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--only", action="append", metavar="COMMAND", help='a label, e.g. "bench plugins"'
+    )
     args = parser.parse_args()
+    unknown = set(args.only or ()) - set(commands(Path("startup.duckdb")))
+    if unknown:
+        parser.error(f"--only: unknown command {', '.join(sorted(unknown))}")
     load = os.getloadavg()[0]
-    rows = measure_startup(args.repeats)
+    rows = measure_startup(args.repeats, only=args.only)
     print(f"start-up, median of {args.repeats} fresh processes (1-min load {load:.2f})")
     print(
         f"{'command':<40} {'median s':>9} {'× python':>9} {'× torch':>8}"

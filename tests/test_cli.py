@@ -17,6 +17,8 @@ from typer.testing import CliRunner, Result
 
 from benchharness import BenchError, Model, hookimpl
 from benchharness.cli import app
+from benchharness.plugin_listing import describe_plugins
+from benchharness.plugins import get_registry
 from benchharness.store import Store
 
 SPECS = Path(__file__).parent / "specs"
@@ -518,6 +520,66 @@ def test_plugins_table_lists_every_builtin() -> None:
             assert re.search(rf"\b{name}\b", out), name
     assert "initial learning rate" in out
     assert "0.01" in out
+
+
+def _plugin_tables(out: str) -> dict[str, list[list[str]]]:
+    """The tables of `bench plugins` by title: rows (the header first) of cells, each
+    cell's wrapped lines joined again by single spaces."""
+    tables: dict[str, list[list[list[str]]]] = {}
+    rows: list[list[list[str]]] = []
+    new_row = True
+    for line in out.splitlines():
+        if line[:1].isalpha():  # a title
+            rows, new_row = tables.setdefault(line.strip(), []), True
+        elif line.startswith("│"):
+            parts = [part.strip() for part in line.split("│")[1:-1]]
+            if new_row:
+                rows.append([[] for _ in parts])
+                new_row = False
+            for cell, part in zip(rows[-1], parts, strict=True):
+                cell.append(part)
+        else:  # a rule: the next line of cells starts a row
+            new_row = True
+    return {
+        title: [[" ".join(" ".join(cell).split()) for cell in row] for row in rows]
+        for title, rows in tables.items()
+    }
+
+
+@pytest.mark.parametrize("columns", [80, 120, 160])
+def test_plugins_table_shows_each_plugin_and_option_in_full(
+    monkeypatch: pytest.MonkeyPatch, columns: int
+) -> None:
+    """One table per kind with a row per plugin, in the order of the listing: its name,
+    version and whether it is data-aware; its summary and owner; every option's name,
+    full type (brackets included: rich's markup ate ``[float]``), default and
+    description. No line is wider than the terminal, or 120 columns on a narrower one."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    listing = describe_plugins(get_registry())
+    result = bench("plugins")
+    assert result.exit_code == 0, result.output
+    tables = _plugin_tables(result.stdout)
+    assert list(tables) == [f"{kind}s" for kind in listing]
+
+    def words(*texts: str) -> str:
+        return " ".join(" ".join(texts).split())
+
+    for kind, entries in listing.items():
+        header, *rows = tables[f"{kind}s"]
+        assert header == ["name", "summary", "parameters (default) — description"]
+        assert len(rows) == len(entries), kind
+        for (name, summary, params), entry in zip(rows, entries, strict=True):
+            aware = ["data-aware"] if entry.get("data_aware") else []
+            assert name == words(entry["name"], f"v{entry['version']}", *aware)
+            assert summary == words(entry["summary"], entry["owner"])
+            shown = [
+                f"{o['name']}: {o['type']} = "
+                f"{'<required>' if o['required'] else repr(o['default'])} — {o['description']}"
+                for o in entry["options"]
+            ]
+            assert params == words(*shown), (kind, entry["name"])
+    assert "mean: list[float] | None = None" in words(result.stdout)
+    assert max(map(len, result.stdout.splitlines())) <= max(columns, 120)
 
 
 def test_plugins_kind_filter() -> None:
