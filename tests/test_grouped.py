@@ -61,11 +61,14 @@ def _alone(model, member: dict, data: Data) -> tuple[torch.nn.Module, list[dict]
     return trained, [values for _, _, _, values in ctx.logs]
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["plain", "channels_last"])
 @pytest.mark.parametrize("name", sorted(PLUGINS))
-def test_fused_training_equals_each_member_trained_alone(name, mnist):
+def test_fused_training_equals_each_member_trained_alone(name, channels_last, mnist):
+    """channels_last: on CPU, CompressedNet's and LeNet5's pools (and first conv) run on the
+    fused kernels (benchharness.grouped.conv_pool), compared here with each model alone."""
     plugin = PLUGINS[name]()
     models = [_build(plugin, m["seed"]) for m in MEMBERS]
-    fused = fuse(models)
+    fused = fuse(models).use_channels_last(channels_last)
     evaluations = []
     losses, diverged = train_fused(
         fused,

@@ -6,7 +6,9 @@ Layout inside the fused forward pass:
   a member's ``Conv2d`` becomes one grouped convolution over all members;
 * fully connected phase: ``(M, B, F)``; a member's ``Linear`` becomes one ``baddbmm``;
 * activations and pooling act per channel or elementwise, so one shared module serves
-  every member.
+  every member;
+* in the channels-last layout on CPU, a 2×2 max-pool next to a ReLU (and the first
+  convolution before them) runs as one kernel (:mod:`~benchharness.grouped.conv_pool`).
 
 Every fused parameter is stacked member-major along dimension 0 (its first
 ``shape[0] // M`` rows belong to member 0, the next to member 1, ...), which is what
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchharness.grouped.chain import Step, chain_of, check_fusible
+from benchharness.grouped.conv_pool import Fusion, conv_relu_pool, plan_of, pool_relu
 
 __all__ = ["FusedNet", "fuse", "unfuse"]
 
@@ -44,6 +47,7 @@ class FusedNet(nn.Module):
         self._template = (copy.deepcopy(models[0]).cpu(),)
         self.steps: list[Step] = chain_of(self._template[0])
         self._order: list[Step] | None = None
+        self._fusions: dict[int, Fusion] = plan_of(self.order)
         self.stacked = nn.ParameterDict()
         # member parameter name -> (fused key, how to stack)
         self.origin: dict[str, tuple[str, str]] = {}
@@ -94,7 +98,14 @@ class FusedNet(nn.Module):
         conv_phase = self.order[0].kind == "conv"
         if conv_phase:
             x = _to_conv_layout(x, self.channels_last)
-        for step in self.order:
+        skip_to = 0
+        for index, step in enumerate(self.order):
+            if index < skip_to:
+                continue
+            fused = self._fused(index, x, m) if self.channels_last else None
+            if fused is not None:
+                x, skip_to = fused, index + self._fusions[index].length
+                continue
             key = (step.name or "flatten").replace(".", "_")
             if step.kind == "conv":
                 x = _grouped_conv(x, step.module, self.stacked, key, m)
@@ -112,6 +123,19 @@ class FusedNet(nn.Module):
             else:
                 x = self.shared[key](x)
         return x
+
+    def _fused(self, index: int, x: Tensor, m: int) -> Tensor | None:
+        """The output of the fusion starting at step ``index``, or ``None`` (no fusion
+        there, or its kernel does not apply to ``x``: the steps then run one by one)."""
+        fusion = self._fusions.get(index)
+        if fusion is None:
+            return None
+        if fusion.kind == "pool_relu":
+            return pool_relu(x)
+        step = self.order[index]
+        key = step.name.replace(".", "_")
+        weight, bias = self.stacked[f"{key}__weight"], self.stacked.get(f"{key}__bias")
+        return conv_relu_pool(x, weight, bias, step.module, m)
 
 
 def _to_conv_layout(x: Tensor, channels_last: bool) -> Tensor:

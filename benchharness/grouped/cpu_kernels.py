@@ -1,0 +1,79 @@
+"""The fused CPU kernels (``cpu_kernels.cpp`` beside this file), compiled on first use.
+
+:func:`cpu_kernels` builds the extension with ``torch.utils.cpp_extension.load`` (ninja
+and a C++ compiler; torch caches the build under ``TORCH_EXTENSIONS_DIR``, by default
+``~/.cache/torch_extensions``, and rebuilds only when the source or torch changes; a
+file lock there serialises workers that build at once). The first build takes ~30 s
+and says so on stderr; the fused probe builds it before it starts timing.
+
+Where the build is impossible (no compiler, no ninja) or turned off with
+``BENCH_FUSED_KERNELS=0``, :func:`cpu_kernels` returns ``None``, says why once on
+stderr, and the fused engine uses torch's own kernels: same results up to rounding,
+slower.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+
+from benchharness.errors import first_line
+
+__all__ = ["cpu_kernels", "kernels_disabled"]
+
+_SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
+_NAME = "benchharness_grouped_cpu"
+_lock = threading.Lock()
+_loaded: ModuleType | None = None
+_failure: str | None = None
+
+
+def kernels_disabled() -> bool:
+    """Whether ``BENCH_FUSED_KERNELS=0`` (or ``false``/``no``/``off``) turns them off."""
+    return os.environ.get("BENCH_FUSED_KERNELS", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def cpu_kernels() -> ModuleType | None:
+    """The compiled kernels, or ``None`` when turned off or not buildable here."""
+    global _loaded, _failure
+    if kernels_disabled():
+        return None
+    if _loaded is not None or _failure is not None:
+        return _loaded
+    with _lock:
+        if _loaded is None and _failure is None:
+            try:
+                _loaded = _build()
+            except Exception as exc:  # compiler, ninja or linker errors of every kind
+                _failure = first_line(exc) or type(exc).__name__
+                print(
+                    f"grouped: fused CPU kernels unavailable ({_failure}); "
+                    "using torch's kernels (slower, same results)",
+                    file=sys.stderr,
+                )
+    return _loaded
+
+
+def _build() -> ModuleType:
+    import logging
+
+    # its "No CUDA runtime is found" warning on import is irrelevant to a CPU extension
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension
+
+    import torch
+
+    build_directory = getattr(cpp_extension, "_get_build_directory", None)  # private API
+    if build_directory and not (Path(build_directory(_NAME, False)) / f"{_NAME}.so").exists():
+        print("grouped: building the fused CPU kernels (once, ~30 s)", file=sys.stderr)
+    return cpp_extension.load(
+        name=_NAME,
+        sources=[str(_SOURCE)],
+        # torch rebuilds when the source or these flags change: naming its version here
+        # rebuilds after a torch upgrade too, whose headers and ABI the build depends on
+        extra_cflags=["-O3", "-fopenmp", f"-DBENCHHARNESS_TORCH_VERSION={torch.__version__}"],
+        extra_ldflags=["-fopenmp"],
+    )
