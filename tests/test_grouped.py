@@ -65,7 +65,18 @@ def _alone(model, member: dict, data: Data) -> tuple[torch.nn.Module, list[dict]
 @pytest.mark.parametrize("name", sorted(PLUGINS))
 def test_fused_training_equals_each_member_trained_alone(name, channels_last, mnist):
     """channels_last: on CPU, CompressedNet's and LeNet5's pools (and first conv) run on the
-    fused kernels (benchharness.grouped.conv_pool), compared here with each model alone."""
+    fused kernels (benchharness.grouped.conv_pool), compared here with each model alone.
+
+    The kernels sum a convolution's taps in another order than oneDNN (both within ~2e-6
+    of float64: tests/test_conv_pool.py). On MNIST's flat regions a max-pool window then
+    sometimes holds a near-tie that rounds the other way, and the gradient goes to
+    another input, a discrete jump (one batch of LeNet5's first layer on such images put
+    torch's own fp32 weight gradient 7e-4 off float64, the kernel's 2e-6); over LeNet5's
+    10 steps at lr 0.1 it reached 3e-3 of fc1's largest weight (1.2e-4). Hence the looser
+    tolerance of that path, which a member trained at a 1 % lower learning rate already
+    fails (checked by hand), and a wiring error (another member's data or parameters) by
+    far more."""
+    rtol, atol, loss_rel = (5e-3, 5e-4, 1e-3) if channels_last else (1e-5, 1e-6, 1e-5)
     plugin = PLUGINS[name]()
     models = [_build(plugin, m["seed"]) for m in MEMBERS]
     fused = fuse(models).use_channels_last(channels_last)
@@ -86,10 +97,10 @@ def test_fused_training_equals_each_member_trained_alone(name, channels_last, mn
         for (pname, expected), actual in zip(
             alone.named_parameters(), trained[i].parameters(), strict=True
         ):
-            torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6, msg=pname)
-        assert losses[i] == pytest.approx([v["train_loss"] for v in logs], rel=1e-5)
+            torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, msg=pname)
+        assert losses[i] == pytest.approx([v["train_loss"] for v in logs], rel=loss_rel)
         assert [e[i].loss for e in evaluations] == pytest.approx(
-            [v["test_loss"] for v in logs], rel=1e-4
+            [v["test_loss"] for v in logs], rel=max(loss_rel, 1e-4)
         )
         assert [e[i].accuracy for e in evaluations] == [v["test_accuracy"] for v in logs]
         assert [v["lr"] for v in logs] == pytest.approx(

@@ -1,4 +1,6 @@
-"""The fused CPU kernels (``cpu_kernels.cpp`` beside this file), compiled on first use.
+"""The fused CPU kernels (``cpu_kernels.cpp`` and ``kernels/*.h`` beside this file),
+compiled on first use for this CPU (``-march=native``; a portable build if the compiler
+refuses that).
 
 :func:`cpu_kernels` builds the extension with ``torch.utils.cpp_extension.load`` (ninja
 and a C++ compiler; torch caches the build under ``TORCH_EXTENSIONS_DIR``, by default
@@ -62,18 +64,55 @@ def _build() -> ModuleType:
 
     # its "No CUDA runtime is found" warning on import is irrelevant to a CPU extension
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from torch.utils import cpp_extension
-
     import torch
+    from torch.utils import cpp_extension
 
     build_directory = getattr(cpp_extension, "_get_build_directory", None)  # private API
     if build_directory and not (Path(build_directory(_NAME, False)) / f"{_NAME}.so").exists():
         print("grouped: building the fused CPU kernels (once, ~30 s)", file=sys.stderr)
+    # torch rebuilds when the .cpp or these flags change. Naming torch's version rebuilds
+    # after an upgrade (its headers and ABI are compiled in); naming this CPU rebuilds a
+    # cache shared with another machine, for which -march=native code may not run.
+    # torch hashes the .cpp, not the headers it includes: their hash is a flag too.
+    flags = [
+        "-O3",
+        "-fopenmp",
+        "-Wno-psabi",  # vector arguments of internal functions: no ABI to keep
+        f"-DBENCHHARNESS_TORCH_VERSION={torch.__version__}",
+        f"-DBENCHHARNESS_KERNELS={_headers_hash()}",
+    ]
+    native = ["-march=native", f"-DBENCHHARNESS_CPU={_cpu_fingerprint()}"]
+    try:
+        return _load(cpp_extension, flags + native)
+    except Exception:  # a compiler without -march=native: the portable build
+        return _load(cpp_extension, flags)
+
+
+def _load(cpp_extension, cflags: list[str]) -> ModuleType:
     return cpp_extension.load(
-        name=_NAME,
-        sources=[str(_SOURCE)],
-        # torch rebuilds when the source or these flags change: naming its version here
-        # rebuilds after a torch upgrade too, whose headers and ABI the build depends on
-        extra_cflags=["-O3", "-fopenmp", f"-DBENCHHARNESS_TORCH_VERSION={torch.__version__}"],
-        extra_ldflags=["-fopenmp"],
+        name=_NAME, sources=[str(_SOURCE)], extra_cflags=cflags, extra_ldflags=["-fopenmp"]
     )
+
+
+def _headers_hash() -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for header in sorted(_SOURCE.with_name("kernels").glob("*.h")):
+        digest.update(header.name.encode() + header.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _cpu_fingerprint() -> str:
+    """A short hash of this CPU's model and instruction-set flags."""
+    import hashlib
+    import platform
+
+    described = f"{platform.machine()} {platform.processor()}"
+    try:
+        with open("/proc/cpuinfo") as info:
+            lines = [line for line in info if line.startswith(("model name", "flags"))]
+        described += "".join(sorted(set(lines)))
+    except OSError:
+        pass
+    return hashlib.sha256(described.encode()).hexdigest()[:12]
