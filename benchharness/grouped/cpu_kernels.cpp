@@ -17,13 +17,13 @@
 // Tie and NaN rules follow torch's CPU max-pool: window positions in row-major order,
 // a later value wins only if greater, or if it is NaN.
 
-// The kernels live in kernels/*.h, compiled here as one translation unit (torch/extension.h
+// The kernels live in cpu_kernels_*.h, compiled here as one translation unit (torch/extension.h
 // is slow to compile: one inclusion keeps the first build at ~30 s).
 
 #include <torch/extension.h>
 
-#include "kernels/conv_pool.h"
-#include "kernels/pool.h"
+#include "cpu_kernels_conv_pool.h"
+#include "cpu_kernels_pool.h"
 
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

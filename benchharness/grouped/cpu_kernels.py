@@ -1,4 +1,4 @@
-"""The fused CPU kernels (``cpu_kernels.cpp`` and ``kernels/*.h`` beside this file),
+"""The fused CPU kernels (``cpu_kernels.cpp`` and ``cpu_kernels_*.h`` beside this file),
 compiled on first use for this CPU (``-march=native``; a portable build if the compiler
 refuses that).
 
@@ -98,7 +98,7 @@ def _headers_hash() -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for header in sorted(_SOURCE.with_name("kernels").glob("*.h")):
+    for header in sorted(_SOURCE.parent.glob("cpu_kernels_*.h")):
         digest.update(header.name.encode() + header.read_bytes())
     return digest.hexdigest()[:12]
 

@@ -1,7 +1,7 @@
 // The first conv -> ReLU -> 2x2 max-pool in one pass per image (see cpu_kernels.cpp).
 #pragma once
 
-#include "common.h"
+#include "cpu_kernels_common.h"
 
 #include <ATen/Parallel.h>
 

@@ -2,7 +2,7 @@
 // cpu_kernels.cpp).
 #pragma once
 
-#include "common.h"
+#include "cpu_kernels_common.h"
 
 #include <ATen/Parallel.h>
 
