@@ -151,11 +151,11 @@ def test_plan_fuses_the_first_conv_block_and_later_pools():
         nn.Flatten(), nn.Linear(8, 10),
     )  # fmt: skip
     assert plan_of(chain_of(net)) == {
-        0: Fusion("conv_relu_pool", 0, 3),
-        4: Fusion("pool_relu", 4, 2),
+        0: Fusion("conv_relu_pool", 3),
+        4: Fusion("pool_relu", 2),
     }  # a 3×3 pool and a strided first conv are not covered
     strided = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2))
-    assert plan_of(chain_of(strided)) == {1: Fusion("pool_relu", 1, 2)}
+    assert plan_of(chain_of(strided)) == {1: Fusion("pool_relu", 2)}
 
 
 def _compressednets(n: int):

@@ -40,12 +40,12 @@ _CHANNEL_BLOCK = 8
 
 @dataclasses.dataclass(frozen=True)
 class Fusion:
-    """Steps ``start .. start + length - 1`` of a chain run as one kernel: ``kind`` is
-    ``conv_relu_pool`` (a convolution, then a ReLU and a 2×2 max-pool in either order)
-    or ``pool_relu`` (a 2×2 max-pool and a ReLU, in either order)."""
+    """``length`` steps of a chain (from the step :func:`plan_of` keys it by) run as one
+    kernel: ``kind`` is ``conv_relu_pool`` (a convolution, then a ReLU and a 2×2
+    max-pool in either order) or ``pool_relu`` (a 2×2 max-pool and a ReLU, in either
+    order)."""
 
     kind: str
-    start: int
     length: int
 
 
@@ -59,10 +59,10 @@ def plan_of(steps: list[Step]) -> dict[int, Fusion]:
     i = 0
     while i < len(steps):
         if i == 0 and _first_conv_fits(steps[0]) and _relu_and_pool(steps[1:3]):
-            plan[0] = Fusion("conv_relu_pool", 0, 3)
+            plan[0] = Fusion("conv_relu_pool", 3)
             i = 3
         elif _relu_and_pool(steps[i : i + 2]):
-            plan[i] = Fusion("pool_relu", i, 2)
+            plan[i] = Fusion("pool_relu", 2)
             i += 2
         else:
             i += 1
@@ -149,9 +149,8 @@ def conv_relu_pool(
     need = torch.is_grad_enabled() and trained  # else no indices to keep
     flags = (need, cast == torch.bfloat16)
     if per_member_bias is None:
-        out = _ConvReluPoolNoBias.apply(nhwc, taps, geometry, flags)
-    else:
-        out = _ConvReluPool.apply(nhwc, taps, per_member_bias, geometry, flags)
+        per_member_bias = taps.new_empty(0)  # the kernel's "no bias"
+    out = _ConvReluPool.apply(nhwc, taps, per_member_bias, geometry, flags)
     out = out.permute(0, 3, 1, 2)  # (B, M·C, H', W'), channels-last in memory
     return out.to(cast) if cast is not None else out
 
@@ -175,18 +174,7 @@ class _ConvReluPool(torch.autograd.Function):
         dw, db = cpu_kernels().conv_relu_pool_backward(
             grad.contiguous(), idx, nhwc, ctx.members, *ctx.geometry
         )
-        return None, dw, db, None, None
-
-
-class _ConvReluPoolNoBias(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, nhwc: Tensor, taps: Tensor, geometry: tuple, flags: tuple) -> Tensor:
-        return _ConvReluPool.forward(ctx, nhwc, taps, taps.new_empty(0), geometry, flags)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        _, dw, _, _, _ = _ConvReluPool.backward(ctx, grad)
-        return None, dw, None, None
+        return None, dw, db if ctx.needs_input_grad[2] else None, None, None
 
 
 def pool_relu(x: Tensor) -> Tensor | None:

@@ -50,7 +50,7 @@ def cpu_kernels() -> ModuleType | None:
             try:
                 _loaded = _build()
             except Exception as exc:  # compiler, ninja or linker errors of every kind
-                _failure = first_line(exc) or type(exc).__name__
+                _failure = first_line(exc)
                 print(
                     f"grouped: fused CPU kernels unavailable ({_failure}); "
                     "using torch's kernels (slower, same results)",

@@ -27,10 +27,11 @@ inline vfloat load_v(const float* p) {
 inline void store_v(float* p, vfloat v) { std::memcpy(p, &v, sizeof v); }
 
 // Window position j wins over the best so far if greater, or NaN (torch's rule).
-inline void window_max_v(vfloat v, int32_t j, vfloat& best, vint& where) {
-  const vint wins = (v > best) | (v != v);
+template <typename F, typename I>
+inline void window_max_v(F v, int32_t j, F& best, I& where) {
+  const I wins = (v > best) | (v != v);
   best = wins ? v : best;
-  where = wins ? vint{} + j : where;
+  where = wins ? I{} + j : where;
 }
 
 // The conv kernels' vectors: BW lanes (8: one AVX register; 16: one AVX-512 register).

@@ -16,20 +16,37 @@ namespace bh {
 struct PaddedImage {
   std::vector<float> values;
   std::vector<int64_t> tap_offset;  // k = (ci*kh + ky)*kw + kx -> offset from a window corner
+  int64_t columns = 0;              // floats per pixel: G*Cin
+  int64_t cin = 0;                  // input channels per member
   int64_t row = 0;                  // floats per padded row
 
-  PaddedImage(int64_t H, int64_t W, int64_t GC, int64_t Cin, int64_t kh, int64_t kw,
+  PaddedImage(int64_t H, int64_t W, int64_t G, int64_t Cin, int64_t kh, int64_t kw,
               int64_t pad_h, int64_t pad_w)
-      : values((H + 2 * pad_h) * (W + 2 * pad_w) * GC, 0.0f), row((W + 2 * pad_w) * GC) {
+      : values((H + 2 * pad_h) * (W + 2 * pad_w) * G * Cin, 0.0f),
+        columns(G * Cin),
+        cin(Cin),
+        row((W + 2 * pad_w) * G * Cin) {
     for (int64_t ci = 0; ci < Cin; ++ci)
       for (int64_t ky = 0; ky < kh; ++ky)
-        for (int64_t kx = 0; kx < kw; ++kx) tap_offset.push_back(ky * row + kx * GC + ci);
+        for (int64_t kx = 0; kx < kw; ++kx) tap_offset.push_back(ky * row + kx * columns + ci);
   }
 
-  void load(const float* __restrict__ x, int64_t H, int64_t W, int64_t GC, int64_t pad_h,
-            int64_t pad_w) {
+  int64_t taps() const { return static_cast<int64_t>(tap_offset.size()); }
+
+  void load(const float* __restrict__ x, int64_t H, int64_t W, int64_t pad_h, int64_t pad_w) {
     for (int64_t y = 0; y < H; ++y)
-      std::copy(x + y * W * GC, x + (y + 1) * W * GC, values.data() + (y + pad_h) * row + pad_w * GC);
+      std::copy(x + y * W * columns, x + (y + 1) * W * columns,
+                values.data() + (y + pad_h) * row + pad_w * columns);
+  }
+
+  // Member g's input at the four corners of pooling window (ph, pw), the top-left
+  // (2ph, 2pw), top-right, bottom-left, bottom-right conv outputs, in torch's window order:
+  // corner j's tap k is corners[j][tap_offset[k]].
+  void corners(int64_t ph, int64_t pw, int64_t g, const float* (&at)[4]) const {
+    at[0] = values.data() + 2 * ph * row + 2 * pw * columns + g * cin;
+    at[1] = at[0] + columns;
+    at[2] = at[0] + row;
+    at[3] = at[2] + columns;
   }
 };
 
@@ -39,14 +56,12 @@ struct PaddedImage {
 template <int BW, int KT>
 void conv_pool_image(const PaddedImage& img, const float* __restrict__ w,
                                const float* __restrict__ bias, float* __restrict__ out,
-                               uint8_t* __restrict__ idx, int64_t G, int64_t Cin, int64_t C,
+                               uint8_t* __restrict__ idx, int64_t G, int64_t C,
                                int64_t Cp, int64_t PH, int64_t PW, bool round_bf16) {
   using L = Lanes<BW>;
   using vf = typename L::f;
   using vi = typename L::i;
-  const int64_t K = KT > 0 ? KT : static_cast<int64_t>(img.tap_offset.size());
-  const int64_t GC = G * Cin;
-  const float* __restrict__ xp = img.values.data();
+  const int64_t K = KT > 0 ? KT : img.taps();
   const int64_t* __restrict__ off = img.tap_offset.data();
   constexpr int64_t kHeld = KT > 0 ? KT : 1;
   for (int64_t g = 0; g < G; ++g) {
@@ -60,33 +75,27 @@ void conv_pool_image(const PaddedImage& img, const float* __restrict__ w,
       const int64_t n = std::min<int64_t>(BW, C - cb);
       for (int64_t ph = 0; ph < PH; ++ph) {
         for (int64_t pw = 0; pw < PW; ++pw) {
-          // the window's four conv outputs: corners (2ph + dy, 2pw + dx)
-          const float* x0 = xp + 2 * ph * img.row + 2 * pw * GC + g * Cin;
-          const float* x1 = x0 + GC;
-          const float* x2 = x0 + img.row;
-          const float* x3 = x2 + GC;
+          const float* x[4];
+          img.corners(ph, pw, g, x);
           vf a0 = b, a1 = b, a2 = b, a3 = b;
           for (int64_t k = 0; k < K; ++k) {
             const vf wk = KT > 0 ? held[KT > 0 ? k : 0] : L::load(wg + k * Cp);
             const int64_t o = off[k];
-            a0 += x0[o] * wk;
-            a1 += x1[o] * wk;
-            a2 += x2[o] * wk;
-            a3 += x3[o] * wk;
+            a0 += x[0][o] * wk;
+            a1 += x[1][o] * wk;
+            a2 += x[2][o] * wk;
+            a3 += x[3][o] * wk;
           }
           if (round_bf16) {
             a0 = L::round_bf16(a0), a1 = L::round_bf16(a1), a2 = L::round_bf16(a2);
             a3 = L::round_bf16(a3);
           }
-          // the window's maximum and where it is (torch's rule: later wins if > or NaN)
+          // the window's maximum and where it is
           vf best = a0;
           vi where{};
-          const vf cand[3] = {a1, a2, a3};
-          for (int32_t j = 0; j < 3; ++j) {
-            const vi wins = (cand[j] > best) | (cand[j] != cand[j]);
-            best = wins ? cand[j] : best;
-            where = wins ? vi{} + (j + 1) : where;
-          }
+          window_max_v(a1, 1, best, where);
+          window_max_v(a2, 2, best, where);
+          window_max_v(a3, 3, best, where);
           // torch's ReLU backward passes the gradient unless the value is <= 0: NaN too
           const vi alive = (best > 0.0f) | (best != best);
           const vf value = alive ? best : vf{};
@@ -115,14 +124,12 @@ void conv_pool_image(const PaddedImage& img, const float* __restrict__ w,
 template <int BW, int KT>
 void conv_pool_image_backward(const PaddedImage& img, const float* __restrict__ grad,
                                         const uint8_t* __restrict__ idx, float* __restrict__ dw,
-                                        float* __restrict__ db, int64_t G, int64_t Cin, int64_t C,
+                                        float* __restrict__ db, int64_t G, int64_t C,
                                         int64_t Cp, int64_t PH, int64_t PW) {
   using L = Lanes<BW>;
   using vf = typename L::f;
   using vi = typename L::i;
-  const int64_t K = KT > 0 ? KT : static_cast<int64_t>(img.tap_offset.size());
-  const int64_t GC = G * Cin;
-  const float* __restrict__ xp = img.values.data();
+  const int64_t K = KT > 0 ? KT : img.taps();
   const int64_t* __restrict__ off = img.tap_offset.data();
   constexpr int64_t kHeld = KT > 0 ? KT : 1;
   for (int64_t g = 0; g < G; ++g) {
@@ -152,13 +159,11 @@ void conv_pool_image_backward(const PaddedImage& img, const float* __restrict__ 
           bias_sum += j != kDead ? v : zero;
           const vf g0 = j == 0 ? v : zero, g1 = j == 1 ? v : zero;
           const vf g2 = j == 2 ? v : zero, g3 = j == 3 ? v : zero;
-          const float* x0 = xp + 2 * ph * img.row + 2 * pw * GC + g * Cin;
-          const float* x1 = x0 + GC;
-          const float* x2 = x0 + img.row;
-          const float* x3 = x2 + GC;
+          const float* x[4];
+          img.corners(ph, pw, g, x);
           for (int64_t k = 0; k < K; ++k) {
             const int64_t o = off[k];
-            const vf term = x0[o] * g0 + x1[o] * g1 + x2[o] * g2 + x3[o] * g3;
+            const vf term = x[0][o] * g0 + x[1][o] * g1 + x[2][o] * g2 + x[3][o] * g3;
             if (KT > 0) {
               sums[KT > 0 ? k : 0] += term;
             } else {
@@ -225,10 +230,10 @@ inline std::vector<at::Tensor> conv_relu_pool_forward(const at::Tensor& x, const
   const int64_t xs = H * W * G * cin, os = PH * PW * G * C;
   const auto image = choose<Forward>(Cp, cin * kh * kw);
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    PaddedImage img(H, W, G * cin, cin, kh, kw, pad_h, pad_w);
+    PaddedImage img(H, W, G, cin, kh, kw, pad_h, pad_w);
     for (int64_t b = begin; b < end; ++b) {
-      img.load(xp + b * xs, H, W, G * cin, pad_h, pad_w);
-      image(img, wp, bp, op + b * os, ip ? ip + b * os : nullptr, G, cin, C, Cp, PH, PW,
+      img.load(xp + b * xs, H, W, pad_h, pad_w);
+      image(img, wp, bp, op + b * os, ip ? ip + b * os : nullptr, G, C, Cp, PH, PW,
             round_bf16);
     }
   });
@@ -261,10 +266,10 @@ inline std::vector<at::Tensor> conv_relu_pool_backward(const at::Tensor& grad, c
   const auto image = choose<Backward>(Cp, K);
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     float* mine = pp + at::get_thread_num() * per;
-    PaddedImage img(H, W, G * cin, cin, kh, kw, pad_h, pad_w);
+    PaddedImage img(H, W, G, cin, kh, kw, pad_h, pad_w);
     for (int64_t b = begin; b < end; ++b) {
-      img.load(xp + b * xs, H, W, G * cin, pad_h, pad_w);
-      image(img, gp + b * gs, ip + b * gs, mine, mine + G * K * Cp, G, cin, C, Cp, PH, PW);
+      img.load(xp + b * xs, H, W, pad_h, pad_w);
+      image(img, gp + b * gs, ip + b * gs, mine, mine + G * K * Cp, G, C, Cp, PH, PW);
     }
   });
   auto total = partial.sum(0);
